@@ -1,0 +1,112 @@
+"""``ipyassistant serve``: the Assistants API server as a standalone process."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+import sys
+
+__all__ = ["add_serve_parser", "serve"]
+
+log = logging.getLogger("ipyassistant.server")
+
+
+def add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    env = os.environ.get
+    parser = commands.add_parser(
+        "serve",
+        help="run the Assistants API server",
+        description="Run the OpenAI Assistants API v2 server (clients use base_url=http://HOST:PORT/v1).",
+    )
+    parser.add_argument(
+        "--host",
+        default=env("IPYASSISTANT_HOST", "127.0.0.1"),
+        help="address to bind (IPYASSISTANT_HOST; default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("IPYASSISTANT_PORT", "8000")),
+        help="port (IPYASSISTANT_PORT; default 8000)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory for the database and files (IPYASSISTANT_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy async URL, e.g. postgresql+asyncpg://… (IPYASSISTANT_DATABASE_URL; default SQLite in the data directory)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="the Bearer key clients must send (IPYASSISTANT_API_KEY); required unless bound to loopback, where a random one is made",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.set_defaults(handler=serve)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback
+                for info in socket.getaddrinfo(host, None)
+            )
+        except OSError:
+            return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .config import ServerConfig
+
+    config = ServerConfig.from_env(
+        data_dir=args.data_dir, database_url=args.database_url, api_key=args.api_key
+    )
+    if not config.api_key:
+        if not _is_loopback(args.host):
+            print(
+                f"error: refusing to serve on {args.host} without an API key; "
+                "pass --api-key KEY or set IPYASSISTANT_API_KEY.",
+                file=sys.stderr,
+            )
+            return 2
+        config = ServerConfig.from_env(
+            data_dir=args.data_dir,
+            database_url=args.database_url,
+            api_key=secrets.token_urlsafe(24),
+        )
+        print(
+            f"No API key given; clients must send this one: {config.api_key}",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"Assistants API at http://{args.host}:{args.port}/v1 (data: {config.data_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,118 @@
+"""The database schema (SQLAlchemy Core) and engine construction.
+
+Each API object is stored whole as its wire JSON in ``data``, beside the few columns that
+queries filter or order on. ``seq`` is an insertion counter: lists order by it, which keeps
+the order stable for objects created within the same second. Nothing here is specific to
+SQLite; PostgreSQL works through the same tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = ["TABLES", "create_engine", "metadata"]
+
+metadata = sa.MetaData()
+
+
+def _object_table(name: str, *columns: sa.Column[Any], indexes: tuple[str, ...] = ()) -> sa.Table:
+    table = sa.Table(
+        name,
+        metadata,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at", sa.Integer, nullable=False),
+        *columns,
+        sa.Column("data", sa.JSON, nullable=False),
+    )
+    for column in indexes:
+        sa.Index(f"ix_{name}_{column}", table.c[column])
+    return table
+
+
+assistants = _object_table("assistants")
+
+threads = _object_table(
+    "threads",
+    # The thread lock: the id of the run that holds it, set by a conditional UPDATE so that
+    # it holds across server processes sharing one database.
+    sa.Column("active_run_id", sa.String(64), nullable=True),
+)
+
+messages = _object_table(
+    "messages",
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    indexes=("thread_id",),
+)
+
+runs = _object_table(
+    "runs",
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("worker_id", sa.String(64), nullable=True),
+    sa.Column("expires_at", sa.Integer, nullable=True),
+    indexes=("thread_id", "status"),
+)
+
+run_steps = _object_table(
+    "run_steps",
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.String(64), nullable=False),
+    indexes=("run_id",),
+)
+
+files = _object_table(
+    "files",
+    sa.Column("purpose", sa.String(64), nullable=False),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+TABLES = {
+    "assistant": assistants,
+    "thread": threads,
+    "message": messages,
+    "run": runs,
+    "run_step": run_steps,
+    "file": files,
+}
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; for SQLite: WAL, a busy timeout and write-intent transactions."""
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True)
+
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers wait on the busy
+        # timeout instead of failing with "database is locked" when a read upgrades to a write.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,310 @@
+"""Reading and writing API objects, in transactions.
+
+``async with store.tx() as tx:`` opens one database transaction; every method of :class:`Tx`
+runs inside it, so a request either writes all of its rows or none (no half-written rows).
+Objects go in and come out as the plain dicts the API serves.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import db
+from .errors import InvalidRequest, NotFound, ThreadBusy
+
+__all__ = ["ACTIVE_RUN_STATUSES", "Page", "Store", "Tx", "new_id", "now"]
+
+ID_PREFIXES = {
+    "assistant": "asst_",
+    "thread": "thread_",
+    "message": "msg_",
+    "run": "run_",
+    "run_step": "step_",
+    "file": "file-",
+    "call": "call_",
+}
+
+#: Statuses in which a run holds its thread's lock.
+ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+#: Statuses in which some worker process must be executing the run.
+EXECUTING_RUN_STATUSES = ("queued", "in_progress", "cancelling")
+
+_NAMES = {"run_step": "run step"}
+
+
+def new_id(kind: str) -> str:
+    return ID_PREFIXES[kind] + uuid.uuid4().hex[:24]
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def _columns(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The indexed columns of an object, derived from the object itself."""
+    cols: dict[str, Any] = {"id": obj["id"], "created_at": obj["created_at"], "data": obj}
+    if kind == "message":
+        cols.update(thread_id=obj["thread_id"], run_id=obj.get("run_id"))
+    elif kind == "run":
+        cols.update(
+            thread_id=obj["thread_id"], status=obj["status"], expires_at=obj.get("expires_at")
+        )
+    elif kind == "run_step":
+        cols.update(run_id=obj["run_id"], thread_id=obj["thread_id"])
+    elif kind == "file":
+        cols.update(purpose=obj["purpose"])
+    return cols
+
+
+class Page:
+    """One page of a list, shaped as the API's ``ListXResponse``."""
+
+    def __init__(self, data: list[dict[str, Any]], has_more: bool):
+        self.data = data
+        self.has_more = has_more
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": self.data,
+            "first_id": self.data[0]["id"] if self.data else None,
+            "last_id": self.data[-1]["id"] if self.data else None,
+            "has_more": self.has_more,
+        }
+
+
+class Tx:
+    """The operations available inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection):
+        self.conn = conn
+
+    # -- generic objects ------------------------------------------------------------------
+
+    async def insert(self, kind: str, obj: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        await self.conn.execute(sa.insert(db.TABLES[kind]).values(**_columns(kind, obj), **extra))
+        return obj
+
+    async def insert_many(self, kind: str, objs: Sequence[dict[str, Any]]) -> None:
+        if objs:
+            await self.conn.execute(sa.insert(db.TABLES[kind]), [_columns(kind, o) for o in objs])
+
+    async def get(self, kind: str, object_id: str, *, param: str | None = None) -> dict[str, Any]:
+        """The object, or :class:`NotFound` naming what was asked for."""
+        table = db.TABLES[kind]
+        row = (
+            await self.conn.execute(sa.select(table.c.data).where(table.c.id == object_id))
+        ).first()
+        if row is None:
+            raise NotFound.of(_NAMES.get(kind, kind), object_id, param)
+        return dict(row[0])
+
+    async def exists(self, kind: str, object_id: str) -> bool:
+        table = db.TABLES[kind]
+        row = await self.conn.execute(sa.select(table.c.seq).where(table.c.id == object_id))
+        return row.first() is not None
+
+    async def update(self, kind: str, obj: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        table = db.TABLES[kind]
+        cols = _columns(kind, obj)
+        del cols["id"], cols["created_at"]
+        await self.conn.execute(
+            sa.update(table).where(table.c.id == obj["id"]).values(**cols, **extra)
+        )
+        return obj
+
+    async def update_run(self, run: dict[str, Any], expected_status: str) -> bool:
+        """Write ``run`` only if its stored status is still ``expected_status``."""
+        cols = _columns("run", run)
+        del cols["id"], cols["created_at"]
+        result = await self.conn.execute(
+            sa.update(db.runs)
+            .where(db.runs.c.id == run["id"], db.runs.c.status == expected_status)
+            .values(**cols)
+        )
+        return bool(result.rowcount)
+
+    async def delete(self, kind: str, object_id: str) -> bool:
+        table = db.TABLES[kind]
+        result = await self.conn.execute(sa.delete(table).where(table.c.id == object_id))
+        return bool(result.rowcount)
+
+    async def list(
+        self,
+        kind: str,
+        *,
+        where: Sequence[sa.ColumnElement[bool]] = (),
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        """A page in ``order`` of insertion; ``after``/``before`` are object ids (cursors)."""
+        table = db.TABLES[kind]
+        query = sa.select(table.c.data).where(*where)
+        descending = order == "desc"
+        for cursor, param, forward in ((after, "after", True), (before, "before", False)):
+            if cursor is None:
+                continue
+            seq = (
+                await self.conn.execute(sa.select(table.c.seq).where(table.c.id == cursor))
+            ).scalar()
+            if seq is None:
+                raise InvalidRequest(
+                    f"No {_NAMES.get(kind, kind)} found with id '{cursor}' for '{param}'.",
+                    param=param,
+                )
+            # "after" moves on in the list's order, "before" moves back.
+            if forward == descending:
+                query = query.where(table.c.seq < seq)
+            else:
+                query = query.where(table.c.seq > seq)
+        if before is not None and after is None:
+            # Take the items nearest to the cursor, then put them back in the list's order.
+            query = query.order_by(table.c.seq.asc() if descending else table.c.seq.desc())
+            rows = [dict(r[0]) for r in await self.conn.execute(query.limit(limit + 1))]
+            has_more = len(rows) > limit
+            return Page(rows[:limit][::-1], has_more)
+        query = query.order_by(table.c.seq.desc() if descending else table.c.seq.asc())
+        rows = [dict(r[0]) for r in await self.conn.execute(query.limit(limit + 1))]
+        return Page(rows[:limit], len(rows) > limit)
+
+    # -- the thread lock ------------------------------------------------------------------
+
+    async def lock_thread(self, thread_id: str, run_id: str, action: str = "run") -> None:
+        """Make ``run_id`` the thread's active run, or raise :class:`ThreadBusy`."""
+        table = db.threads
+        result = await self.conn.execute(
+            sa.update(table)
+            .where(table.c.id == thread_id, table.c.active_run_id.is_(None))
+            .values(active_run_id=run_id)
+        )
+        if result.rowcount != 1:
+            await self.ensure_thread_idle(thread_id, action)
+            raise ThreadBusy(thread_id, "(unknown)", action)  # pragma: no cover - raced away
+
+    async def ensure_thread_idle(self, thread_id: str, action: str) -> None:
+        """Raise :class:`ThreadBusy` (naming the run) if the thread has an active run."""
+        table = db.threads
+        row = (
+            await self.conn.execute(sa.select(table.c.active_run_id).where(table.c.id == thread_id))
+        ).first()
+        if row is None:
+            raise NotFound.of("thread", thread_id)
+        if row[0] is not None:
+            raise ThreadBusy(thread_id, row[0], action)
+
+    async def unlock_thread(self, thread_id: str, run_id: str) -> None:
+        table = db.threads
+        await self.conn.execute(
+            sa.update(table)
+            .where(table.c.id == thread_id, table.c.active_run_id == run_id)
+            .values(active_run_id=None)
+        )
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread with its messages, runs and steps (refused while a run is active)."""
+        await self.ensure_thread_idle(thread_id, "delete")
+        for table in (db.run_steps, db.runs, db.messages):
+            await self.conn.execute(sa.delete(table).where(table.c.thread_id == thread_id))
+        await self.conn.execute(sa.delete(db.threads).where(db.threads.c.id == thread_id))
+
+    # -- runs owned by workers ------------------------------------------------------------
+
+    async def runs_where(self, *where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(
+            sa.select(db.runs.c.data).where(*where).order_by(db.runs.c.seq)
+        )
+        return [dict(r[0]) for r in rows]
+
+    async def open_steps(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(
+            sa.select(db.run_steps.c.data)
+            .where(db.run_steps.c.run_id == run_id)
+            .order_by(db.run_steps.c.seq)
+        )
+        return [dict(r[0]) for r in rows if r[0]["status"] == "in_progress"]
+
+    async def open_messages(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(
+            sa.select(db.messages.c.data)
+            .where(db.messages.c.run_id == run_id)
+            .order_by(db.messages.c.seq)
+        )
+        return [dict(r[0]) for r in rows if r[0]["status"] == "in_progress"]
+
+    async def thread_messages(self, thread_id: str) -> list[dict[str, Any]]:
+        rows = await self.conn.execute(
+            sa.select(db.messages.c.data)
+            .where(db.messages.c.thread_id == thread_id)
+            .order_by(db.messages.c.seq)
+        )
+        return [dict(r[0]) for r in rows]
+
+    async def heartbeat(self, worker_id: str) -> None:
+        t = time.time()
+        result = await self.conn.execute(
+            sa.update(db.workers).where(db.workers.c.id == worker_id).values(heartbeat_at=t)
+        )
+        if result.rowcount == 0:
+            await self.conn.execute(
+                sa.insert(db.workers).values(id=worker_id, started_at=t, heartbeat_at=t)
+            )
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self.conn.execute(sa.delete(db.workers).where(db.workers.c.id == worker_id))
+
+    async def orphaned_runs(self, lease_seconds: float) -> list[dict[str, Any]]:
+        """Executing runs whose worker is gone: no heartbeat within ``lease_seconds``."""
+        alive = sa.select(db.workers.c.id).where(
+            db.workers.c.heartbeat_at >= time.time() - lease_seconds
+        )
+        return await self.runs_where(
+            db.runs.c.status.in_(EXECUTING_RUN_STATUSES),
+            sa.or_(db.runs.c.worker_id.is_(None), db.runs.c.worker_id.not_in(alive)),
+        )
+
+    async def expired_runs(self) -> list[dict[str, Any]]:
+        return await self.runs_where(
+            db.runs.c.status.in_(ACTIVE_RUN_STATUSES),
+            db.runs.c.expires_at.is_not(None),
+            db.runs.c.expires_at <= now(),
+        )
+
+    async def cancelling_runs(self, worker_id: str) -> list[str]:
+        rows = await self.conn.execute(
+            sa.select(db.runs.c.id).where(
+                db.runs.c.status == "cancelling", db.runs.c.worker_id == worker_id
+            )
+        )
+        return [r[0] for r in rows]
+
+
+class Store:
+    """The database behind the server."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(db.create_engine(url))
+
+    async def create_tables(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(db.metadata.create_all)
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self.engine.begin() as conn:
+            yield Tx(conn)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
