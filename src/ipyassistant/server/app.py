@@ -274,27 +274,6 @@ def _routes(server: Server) -> APIRouter:
         async with store.tx() as tx:
             return await insert_thread(tx, body)
 
-    @router.get("/threads/{thread_id}")
-    async def get_thread(thread_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
-            return await tx.get("thread", thread_id)
-
-    @router.post("/threads/{thread_id}")
-    async def modify_thread(thread_id: str, body: ModifyThread) -> dict[str, Any]:
-        async with store.tx() as tx:
-            thread = await tx.get("thread", thread_id)
-            if "metadata" in body.model_fields_set:
-                thread["metadata"] = body.metadata or {}
-            if "tool_resources" in body.model_fields_set:
-                thread["tool_resources"] = objects.tool_resources(body.tool_resources)
-            return await tx.update("thread", thread)
-
-    @router.delete("/threads/{thread_id}")
-    async def delete_thread(thread_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
-            await tx.delete_thread(thread_id)
-        return _deleted("thread", thread_id)
-
     # -- messages ------------------------------------------------------------------------
 
     @router.post("/threads/{thread_id}/messages")
@@ -429,6 +408,28 @@ def _routes(server: Server) -> APIRouter:
             thread = await insert_thread(tx, thread_body, "thread.")
             run = await insert_run(tx, thread["id"], body)
         return start(run, body.stream)
+
+    # Registered after POST /threads/runs, which it would otherwise shadow.
+    @router.get("/threads/{thread_id}")
+    async def get_thread(thread_id: str) -> dict[str, Any]:
+        async with store.tx() as tx:
+            return await tx.get("thread", thread_id)
+
+    @router.post("/threads/{thread_id}")
+    async def modify_thread(thread_id: str, body: ModifyThread) -> dict[str, Any]:
+        async with store.tx() as tx:
+            thread = await tx.get("thread", thread_id)
+            if "metadata" in body.model_fields_set:
+                thread["metadata"] = body.metadata or {}
+            if "tool_resources" in body.model_fields_set:
+                thread["tool_resources"] = objects.tool_resources(body.tool_resources)
+            return await tx.update("thread", thread)
+
+    @router.delete("/threads/{thread_id}")
+    async def delete_thread(thread_id: str) -> dict[str, Any]:
+        async with store.tx() as tx:
+            await tx.delete_thread(thread_id)
+        return _deleted("thread", thread_id)
 
     @router.get("/threads/{thread_id}/runs")
     async def list_runs(

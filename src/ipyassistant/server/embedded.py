@@ -14,13 +14,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from .app import create_app
 from .config import ServerConfig
 
-__all__ = ["EmbeddedServer", "start", "stop"]
+__all__ = ["EmbeddedServer", "ServerThread", "start", "stop"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,16 @@ class EmbeddedServer:
     config: ServerConfig
 
 
-class _Runner:
-    def __init__(self, config: ServerConfig):
-        self.config = config
+class ServerThread:
+    """Serve an ASGI app with uvicorn in a daemon thread, on an ephemeral loopback port."""
+
+    def __init__(self, app: Any):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(config), log_level="warning", lifespan="on", access_log=False)
+            uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
         )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ipyassistant-server", daemon=True)
@@ -48,6 +50,10 @@ class _Runner:
             asyncio.run(self.server.serve(sockets=[self.sock]))
         except BaseException as exc:  # reported by start()
             self.error = exc
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 30) -> None:
         self.thread.start()
@@ -67,7 +73,7 @@ class _Runner:
 
 
 _lock = threading.Lock()
-_current: tuple[_Runner, EmbeddedServer] | None = None
+_current: tuple[ServerThread, EmbeddedServer] | None = None
 
 
 def start(data_dir: str | Path | None = None, database_url: str | None = None) -> EmbeddedServer:
@@ -78,11 +84,9 @@ def start(data_dir: str | Path | None = None, database_url: str | None = None) -
             config = ServerConfig.from_env(
                 data_dir=data_dir, database_url=database_url, api_key=secrets.token_urlsafe(24)
             )
-            runner = _Runner(config)
+            runner = ServerThread(create_app(config))
             runner.start()
-            info = EmbeddedServer(
-                f"http://127.0.0.1:{runner.port}/v1", config.api_key or "", config
-            )
+            info = EmbeddedServer(runner.base_url, config.api_key or "", config)
             _current = (runner, info)
             atexit.register(stop)
         return _current[1]

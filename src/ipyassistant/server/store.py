@@ -74,8 +74,9 @@ class Page:
         return {
             "object": "list",
             "data": self.data,
-            "first_id": self.data[0]["id"] if self.data else None,
-            "last_id": self.data[-1]["id"] if self.data else None,
+            # The spec types these as strings, also for an empty page.
+            "first_id": self.data[0]["id"] if self.data else "",
+            "last_id": self.data[-1]["id"] if self.data else "",
             "has_more": self.has_more,
         }
 
