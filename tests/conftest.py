@@ -58,7 +58,7 @@ class RunningServer:
 
 
 def _config(data_dir: Path, **overrides: Any) -> ServerConfig:
-    return ServerConfig(data_dir=data_dir, api_key=API_KEY, heartbeat_seconds=0.5, **overrides)
+    return ServerConfig(**{"data_dir": data_dir, "api_key": API_KEY, "heartbeat_seconds": 0.5, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from .engine import RunEngine
 from .errors import APIError, AuthenticationError, InvalidRequest, NotFound
 from .events import NO_EVENTS, EventStream
 from .files import FileStore
-from .models import check_model
+from .models import check_model, close_providers
 from .schemas import (
     CreateAssistant,
     CreateMessage,
@@ -116,6 +116,7 @@ class Server:
 
     async def stop(self) -> None:
         await self.engine.stop()
+        await close_providers()
         await self.store.close()
 
 

@@ -139,6 +139,7 @@ class RunEngine:
         self._stop: dict[str, str] = {}
         self._in_model: set[str] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        self._suspects: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -193,6 +194,15 @@ class RunEngine:
                 if run["status"] == "requires_action" or run["id"] not in self._tasks:
                     await self._finish(tx, run, "expired", NO_EVENTS)
             remote_cancels = await tx.cancelling_runs(self.worker_id)
+            # Our own runs with no task (their task died before it could end them): end them
+            # when seen twice in a row, since a run is saved a moment before its task starts.
+            lost = {r["id"]: r for r in await tx.worker_runs(self.worker_id) if r["id"] not in self._tasks}
+            for run_id in lost.keys() & self._suspects:
+                log.warning("failing run %s: its task ended without ending it", run_id)
+                await self._finish(
+                    tx, lost[run_id], "failed", NO_EVENTS, error=("server_error", "The run stopped unexpectedly.")
+                )
+            self._suspects = set(lost)
         for run_id in remote_cancels:
             self._signal(run_id, "cancel")
 
@@ -515,6 +525,9 @@ class RunEngine:
         task = asyncio.current_task()
         try:
             while True:
+                # A stop requested while we were not in the model (e.g. during a database
+                # write) did not cancel the task; honour it before waiting on the model again.
+                self._check(run_id)
                 self._in_model.add(run_id)
                 try:
                     event = await stream.__anext__()
@@ -555,16 +568,15 @@ class RunEngine:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-        run["usage"] = _add_usage(run.get("usage"), usage)
         truncated = finish == "length"
         if seg.message is not None:
             await self._close_message(
                 seg, "incomplete" if truncated else "completed", None if step else usage
             )
+        await self._save(seg, usage=_add_usage(run.get("usage"), usage))
         if truncated:
             await self._end(seg, "incomplete", reason="max_completion_tokens")
             return None, []
-        await self._save(seg, usage=run["usage"])
         if step is None:
             return None, []
         step["usage"] = usage

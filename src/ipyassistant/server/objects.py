@@ -203,14 +203,14 @@ def step_delta(step_id: str, tool_call: dict[str, Any]) -> dict[str, Any]:
 
 
 def file_object(file_id: str, filename: str, size: int, purpose: str) -> dict[str, Any]:
+    # No expires_at / status_details: the spec types them as integer / string (not nullable),
+    # so a file that never expires and has no details leaves them out.
     return {
         "id": file_id,
         "object": "file",
         "bytes": size,
         "created_at": now(),
-        "expires_at": None,
         "filename": filename,
         "purpose": purpose,
         "status": "processed",
-        "status_details": None,
     }

@@ -279,6 +279,12 @@ class Tx:
             db.runs.c.expires_at <= now(),
         )
 
+    async def worker_runs(self, worker_id: str) -> list[dict[str, Any]]:
+        """The runs ``worker_id`` is executing."""
+        return await self.runs_where(
+            db.runs.c.status.in_(EXECUTING_RUN_STATUSES), db.runs.c.worker_id == worker_id
+        )
+
     async def cancelling_runs(self, worker_id: str) -> list[str]:
         rows = await self.conn.execute(
             sa.select(db.runs.c.id).where(

@@ -14,7 +14,14 @@ import threading
 from ..errors import InvalidRequest
 from .base import ModelError, ModelProvider, ModelRequest
 
-__all__ = ["ModelError", "ModelProvider", "ModelRequest", "available_models", "resolve_model"]
+__all__ = [
+    "ModelError",
+    "ModelProvider",
+    "ModelRequest",
+    "available_models",
+    "close_providers",
+    "resolve_model",
+]
 
 _providers: dict[str, ModelProvider] = {}
 _lock = threading.Lock()
@@ -55,6 +62,14 @@ def resolve_model(model: str) -> ModelProvider:
         if provider is None:
             provider = _providers[model] = _create(model)
         return provider
+
+
+async def close_providers() -> None:
+    """Release the providers' connections, which belong to the event loop that is ending."""
+    with _lock:
+        providers = list(_providers.values())
+    for provider in providers:
+        await provider.aclose()
 
 
 def _create(model: str) -> ModelProvider:

@@ -1,0 +1,151 @@
+"""`ipyassistant serve` as a real process: killed with SIGKILL mid-run, restarted, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+KEY = "sk-crash-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServeProcess:
+    def __init__(self, data_dir: Path, port: int):
+        env = {
+            **os.environ,
+            "IPYASSISTANT_WORKER_LEASE": "1",
+            "IPYASSISTANT_HEARTBEAT": "0.2",
+        }
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ipyassistant.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), "--api-key", KEY, "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            time.sleep(0.05)
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=KEY, max_retries=0)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for p in started:
+        p.terminate()
+
+
+def poll(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        if run.status in statuses:
+            return run
+        assert time.monotonic() < deadline, f"run stayed {run.status}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_kill_9_during_runs_then_restart(tmp_path, processes):
+    port = free_port()
+    first = ServeProcess(tmp_path, port)
+    processes.append(first)
+    with first.client() as client:
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+        assistant = client.beta.assistants.create(model="test", tools=[tool])
+        busy = client.beta.threads.create(messages=[{"role": "user", "content": "/sleep 60"}])
+        busy_run = client.beta.threads.runs.create(thread_id=busy.id, assistant_id=assistant.id, tool_choice="none")
+        waiting = client.beta.threads.create(messages=[{"role": "user", "content": "/call f {}"}])
+        waiting_run = client.beta.threads.runs.create(thread_id=waiting.id, assistant_id=assistant.id)
+        poll(client, busy.id, busy_run.id, {"in_progress"})
+        poll(client, waiting.id, waiting_run.id, {"requires_action"})
+        before = [m.id for m in client.beta.threads.messages.list(busy.id)]
+    first.kill()
+
+    second = ServeProcess(tmp_path, port)
+    processes.append(second)
+    with second.client() as client:
+        run = poll(client, busy.id, busy_run.id, {"failed", "expired"})
+        assert run.status == "failed"
+        assert run.last_error.code == "server_error" and "stopped" in run.last_error.message
+        assert [m.id for m in client.beta.threads.messages.list(busy.id)] == before
+        # The thread accepts messages and runs again.
+        client.beta.threads.messages.create(busy.id, role="user", content="after the crash")
+        again = client.beta.threads.runs.create_and_poll(
+            thread_id=busy.id, assistant_id=assistant.id, tool_choice="none", poll_interval_ms=20
+        )
+        assert again.status == "completed"
+        # A run that was waiting for tool outputs survives the crash and can go on.
+        pending = client.beta.threads.runs.retrieve(waiting_run.id, thread_id=waiting.id)
+        assert pending.status == "requires_action"
+        call = pending.required_action.submit_tool_outputs.tool_calls[0]
+        done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+            run_id=pending.id, thread_id=waiting.id, tool_outputs=[{"tool_call_id": call.id, "output": "ok"}], poll_interval_ms=20
+        )
+        assert done.status == "completed"
+
+
+def test_serve_refuses_a_public_address_without_a_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "IPYASSISTANT_API_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ipyassistant.cli", "serve", "--host", "0.0.0.0", "--port", "1", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "without an API key" in result.stderr
+
+
+def test_serve_requires_the_key(tmp_path, processes):
+    server = ServeProcess(tmp_path, free_port())
+    processes.append(server)
+    base = f"http://127.0.0.1:{server.port}/v1"
+    assert httpx.get(f"{base}/assistants").status_code == 401
+    assert httpx.get(f"{base}/assistants", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(f"{base}/assistants", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
