@@ -76,7 +76,7 @@ def _root() -> dict[str, Any]:
     return {"components": {"schemas": rewrite_nullable(copy.deepcopy(spec["components"]["schemas"]))}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     root = _root()
     if name not in root["components"]["schemas"]:

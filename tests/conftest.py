@@ -10,8 +10,8 @@ from typing import Any
 
 import openai
 import pytest
-from _spec import SpecRecorder
 
+from _spec import SpecRecorder
 from ipyassistant.server import ServerConfig, create_app
 from ipyassistant.server.embedded import ServerThread
 

@@ -657,3 +657,67 @@ async def test_consumer_stopping_early_closes_the_response(
     await stream.aclose()
     # The client still works for the next run.
     assert text_of(await collect(provider, simple_request("text"))) == "Hello world"
+
+
+# -- through the whole server: runs on openai:MODEL end as the fake upstream dictates ---------
+
+
+def _run(client: Any, model: str, text: str = "hi", **kwargs: Any) -> Any:
+    assistant = client.beta.assistants.create(model=model, **kwargs)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        stream.until_done()
+    return stream
+
+
+def test_a_run_streams_an_upstream_reply(fake, client):
+    stream = _run(client, "openai:text", instructions="Be kind.")
+    assert stream.get_final_messages()[0].content[0].text.value == "Hello world"
+    run = stream.get_final_run()
+    assert run.status == "completed" and run.usage.prompt_tokens == 11
+    sent = fake.bodies[-1]
+    assert sent["messages"][0] == {"role": "system", "content": "Be kind."}
+    assert sent["messages"][-1]["content"] == "hi"
+
+
+def test_upstream_tool_calls_become_required_actions(fake, client):
+    tools = [
+        {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+        for n in ("weather", "time")
+    ]
+    stream = _run(client, "openai:tools", tools=tools)
+    run = stream.current_run
+    assert run.status == "requires_action"
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
+        ("call_a", "weather", '{"city": "Paris"}'),
+        ("call_b", "time", '{"tz": "UTC"}'),
+    ]
+    client.beta.threads.runs.cancel(run.id, thread_id=run.thread_id)
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "needle"),
+    [
+        ("429", "rate_limit_exceeded", "Slow down"),
+        ("500", "server_error", "500"),
+        ("error-mid", "server_error", "Model overloaded"),
+    ],
+)
+def test_upstream_errors_fail_the_run(fake, client, mode, code, needle):
+    stream = _run(client, f"openai:{mode}")
+    run = stream.current_run
+    assert run.status == "failed"
+    assert run.last_error.code == code and needle in run.last_error.message
+
+
+def test_upstream_timeout_and_refused_connection_fail_the_run(fake, client, monkeypatch):
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_TIMEOUT", "0.5")
+    run = _run(client, "openai:hang").current_run
+    assert run.status == "failed" and run.last_error.code == "server_error"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    run = _run(client, "openai:refused-e2e").current_run
+    assert run.status == "failed" and f"127.0.0.1:{port}" in run.last_error.message

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from _spec import parse_sse
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
@@ -83,7 +84,7 @@ def test_cancel_ends_the_stream_with_run_cancelled(client, assistant):
             events.append(event.event)
             if event.event == "thread.run.in_progress":
                 threading.Thread(
-                    target=lambda: client.beta.threads.runs.cancel(event.data.id, thread_id=thread.id)
+                    target=client.beta.threads.runs.cancel, args=(event.data.id,), kwargs={"thread_id": thread.id}
                 ).start()
     assert events[-1] == "thread.run.cancelled"
 

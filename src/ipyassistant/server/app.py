@@ -50,10 +50,28 @@ def _deleted(kind: str, object_id: str) -> dict[str, Any]:
     return {"id": object_id, "object": f"{kind}.deleted", "deleted": True}
 
 
-def _param(loc: tuple[int | str, ...]) -> str | None:
+def _body_path(parts: list[int | str], node: Any) -> list[int | str]:
+    """``parts`` without what pydantic adds for unions: member labels (``str``,
+    ``tagged-union[…]``) and discriminator tags, none of which is a key of the request body."""
+    if not parts:
+        return []
+    head, rest = parts[0], parts[1:]
+    if isinstance(head, int):
+        item = node[head] if isinstance(node, list) and 0 <= head < len(node) else None
+        return [head, *_body_path(rest, item)]
+    if isinstance(node, dict) and head in node:
+        return [head, *_body_path(rest, node[head])]
+    if not rest and isinstance(node, dict):
+        return [head]  # a missing or an unknown key
+    return _body_path(rest, node)
+
+
+def _param(loc: tuple[int | str, ...], body: Any = None) -> str | None:
     """A pydantic error location as the ``param`` OpenAI reports: ``tools[0].function.name``."""
     parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header"):
+    if parts and parts[0] == "body":
+        parts = _body_path(parts[1:], body)
+    elif parts and parts[0] in ("query", "path", "header"):
         parts = parts[1:]
     out = ""
     for part in parts:
@@ -153,16 +171,27 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI reads the body before it runs dependencies: authenticate first, so that an
+        # unauthenticated caller gets a 401, not feedback on its request.
+        try:
+            _authenticate(request.app.state.server.config, request)
+        except AuthenticationError as refused:
+            return JSONResponse(refused.body(), status_code=refused.status_code)
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "Invalid request.", "type": ""}
+        # Of the errors a union reports (one per member), the deepest is the member meant.
+        first = max(errors, key=lambda e: len(e.get("loc", ())), default=None) or {
+            "loc": (),
+            "msg": "Invalid request.",
+            "type": "",
+        }
         if first.get("type") == "json_invalid":
             error = InvalidRequest(
                 "We could not parse the JSON body of your request. Send a valid JSON object.",
                 code="invalid_json",
             )
         else:
-            param = _param(tuple(first.get("loc", ())))
+            param = _param(tuple(first.get("loc", ())), exc.body)
             message = str(first.get("msg", "Invalid request."))
             if first.get("type") == "missing":
                 message = f"Missing required parameter: '{param}'."
@@ -193,21 +222,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _authenticate(config: ServerConfig, request: Request) -> None:
+    """Raise :class:`AuthenticationError` unless the request carries the server's key."""
+    if not config.api_key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
+            code="missing_api_key",
+        )
+    if not secrets.compare_digest(key.strip().encode(), config.api_key.encode()):
+        raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
+
+
 def _routes(server: Server) -> APIRouter:
     store, engine, files, config = server.store, server.engine, server.files, server.config
 
     async def authenticate(request: Request) -> None:
-        if not config.api_key:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            raise AuthenticationError(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
-                code="missing_api_key",
-            )
-        if not secrets.compare_digest(key.strip().encode(), config.api_key.encode()):
-            raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
+        _authenticate(config, request)
 
     router = APIRouter(dependencies=[Depends(authenticate)])
 
@@ -229,7 +263,7 @@ def _routes(server: Server) -> APIRouter:
         before: str | None = None,
     ) -> dict[str, Any]:
         async with store.tx() as tx:
-            page = await tx.list("assistant", limit=limit, order=order, after=after, before=before)
+            page = await tx.page("assistant", limit=limit, order=order, after=after, before=before)
         return page.body()
 
     @router.get("/assistants/{assistant_id}")
@@ -298,7 +332,7 @@ def _routes(server: Server) -> APIRouter:
             where.append(db.messages.c.run_id == run_id)
         async with store.tx() as tx:
             await tx.get("thread", thread_id)
-            page = await tx.list(
+            page = await tx.page(
                 "message", where=where, limit=limit, order=order, after=after, before=before
             )
         return page.body()
@@ -442,7 +476,7 @@ def _routes(server: Server) -> APIRouter:
     ) -> dict[str, Any]:
         async with store.tx() as tx:
             await tx.get("thread", thread_id)
-            page = await tx.list(
+            page = await tx.page(
                 "run",
                 where=[db.runs.c.thread_id == thread_id],
                 limit=limit,
@@ -493,7 +527,7 @@ def _routes(server: Server) -> APIRouter:
     ) -> dict[str, Any]:
         async with store.tx() as tx:
             await get_own(tx, "run", run_id, thread_id)
-            page = await tx.list(
+            page = await tx.page(
                 "run_step",
                 where=[db.run_steps.c.run_id == run_id],
                 limit=limit,
@@ -541,7 +575,7 @@ def _routes(server: Server) -> APIRouter:
     ) -> dict[str, Any]:
         where = [db.files.c.purpose == purpose] if purpose else []
         async with store.tx() as tx:
-            page = await tx.list("file", where=where, limit=limit, order=order, after=after)
+            page = await tx.page("file", where=where, limit=limit, order=order, after=after)
         return page.body()
 
     @router.get("/files/{file_id}")

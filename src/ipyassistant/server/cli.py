@@ -15,7 +15,7 @@ __all__ = ["add_serve_parser", "serve"]
 log = logging.getLogger("ipyassistant.server")
 
 
-def add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     env = os.environ.get
     parser = commands.add_parser(
         "serve",

@@ -354,7 +354,7 @@ class RunEngine:
         run = seg.run
         async with self.store.tx() as tx:
             messages = await tx.thread_messages(run["thread_id"])
-            steps = await tx.list(
+            steps = await tx.page(
                 "run_step", where=[_step_of(run["id"])], limit=10_000, order="asc"
             )
             note = ""
@@ -535,7 +535,9 @@ class RunEngine:
                     break
                 except asyncio.CancelledError:
                     if run_id in self._stop and task is not None:
-                        task.uncancel()
+                        # Only the model call was cancelled; the run goes on to end itself.
+                        if hasattr(task, "uncancel"):  # Python >= 3.11
+                            task.uncancel()
                         raise _Stopped from None
                     raise
                 finally:
@@ -802,7 +804,7 @@ class RunEngine:
             pending = [c["id"] for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]]
             given: dict[str, str] = {}
             for i, item in enumerate(outputs):
-                call_id = item.get("tool_call_id")
+                call_id = item.get("tool_call_id") or ""
                 if call_id not in pending:
                     raise InvalidRequest(
                         f"Unknown tool_call_id {call_id!r}; the run is waiting for: {', '.join(pending)}.",

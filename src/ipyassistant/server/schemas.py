@@ -49,11 +49,8 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-Metadata = Annotated[dict[str, str] | None, Field(default=None)]
-
-
 class WithMetadata(Request):
-    metadata: Metadata
+    metadata: dict[str, str] | None = None
 
     @field_validator("metadata")
     @classmethod

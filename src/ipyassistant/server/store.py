@@ -137,7 +137,7 @@ class Tx:
         result = await self.conn.execute(sa.delete(table).where(table.c.id == object_id))
         return bool(result.rowcount)
 
-    async def list(
+    async def page(
         self,
         kind: str,
         *,

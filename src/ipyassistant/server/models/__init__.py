@@ -82,6 +82,6 @@ def _create(model: str) -> ModelProvider:
         from .openai_compat import OpenAICompatModel
 
         return OpenAICompatModel(name)
-    from .local import LocalModel  # type: ignore[import-not-found]
+    from .local import LocalModel
 
-    return LocalModel(name or None)  # type: ignore[no-any-return]
+    return LocalModel(name or None)
