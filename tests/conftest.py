@@ -41,8 +41,9 @@ class RunningServer:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.recorder = SpecRecorder(create_app(config))
-        self.thread = ServerThread(self.recorder)
+        app = create_app(config)
+        self.recorder = SpecRecorder(app)
+        self.thread = ServerThread(self.recorder, app.state.server)
         self.thread.start()
         self.base_url = self.thread.base_url
         self.api_key = config.api_key or ""

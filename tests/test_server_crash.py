@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import time
 from collections.abc import Iterator
@@ -149,3 +150,20 @@ def test_serve_requires_the_key(tmp_path, processes):
     assert httpx.get(f"{base}/assistants").status_code == 401
     assert httpx.get(f"{base}/assistants", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(f"{base}/assistants", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_stopping_the_server_ends_streaming_runs_cleanly(make_server):
+    running = make_server()
+    with running.client() as client:
+        assistant = client.beta.assistants.create(model="test")
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "/sleep 60"}])
+        events: list[str] = []
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            for event in stream:
+                events.append(event.event)
+                if event.event == "thread.run.in_progress":
+                    started = time.monotonic()
+                    threading.Thread(target=running.stop).start()
+        assert events[-1] == "thread.run.failed"
+        assert time.monotonic() - started < 10
+        assert stream.current_run.last_error.message == "The server shut down during the run."

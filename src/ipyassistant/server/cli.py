@@ -74,6 +74,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .config import ServerConfig
+    from .embedded import DrainingServer
 
     config = ServerConfig.from_env(
         data_dir=args.data_dir, database_url=args.database_url, api_key=args.api_key
@@ -102,11 +103,10 @@ def serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(config),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
+    app = create_app(config)
+    server = DrainingServer(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False),
+        app.state.server,
     )
+    server.run()
     return 0

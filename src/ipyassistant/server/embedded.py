@@ -18,10 +18,25 @@ from typing import Any
 
 import uvicorn
 
-from .app import create_app
+from .app import Server, create_app
 from .config import ServerConfig
 
-__all__ = ["EmbeddedServer", "ServerThread", "start", "stop"]
+__all__ = ["DrainingServer", "EmbeddedServer", "ServerThread", "start", "stop"]
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, ending the app's runs before it waits for open connections to close.
+
+    Without this, a client streaming a long run would hold the shutdown until the run ended.
+    """
+
+    def __init__(self, config: uvicorn.Config, app_server: Server):
+        super().__init__(config)
+        self.app_server = app_server
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.app_server.engine.stop_runs()
+        await super().shutdown(sockets)
 
 
 @dataclass(frozen=True)
@@ -32,15 +47,20 @@ class EmbeddedServer:
 
 
 class ServerThread:
-    """Serve an ASGI app with uvicorn in a daemon thread, on an ephemeral loopback port."""
+    """Serve an ASGI app with uvicorn in a daemon thread, on an ephemeral loopback port.
 
-    def __init__(self, app: Any):
+    ``app`` is the app from :func:`create_app`, possibly wrapped in middleware; ``server`` is
+    that app's ``app.state.server`` (defaults to it when ``app`` is unwrapped).
+    """
+
+    def __init__(self, app: Any, server: Server | None = None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        self.server = DrainingServer(
+            uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False),
+            server or app.state.server,
         )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ipyassistant-server", daemon=True)

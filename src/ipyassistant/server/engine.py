@@ -99,6 +99,9 @@ class _Segment:
     message_step: dict[str, Any] | None = None
     text: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    #: Files the code saved since the last message: cited by the next one (``file_path``).
+    saved_files: list[tuple[str, str]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _usage(prompt: int = 0, completion: int = 0) -> dict[str, int]:
@@ -138,6 +141,7 @@ class RunEngine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop: dict[str, str] = {}
         self._in_model: set[str] = set()
+        self._in_code: set[str] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._suspects: set[str] = set()
 
@@ -150,16 +154,24 @@ class RunEngine:
             self._maintenance_loop(), name="ipyassistant-maintenance"
         )
 
+    async def stop_runs(self, timeout: float = 10) -> None:
+        """End every local run ``failed`` (the server shut down), which closes their streams.
+
+        Called before the HTTP server waits for open connections, so that streaming clients
+        get a final ``thread.run.failed`` instead of a cut connection.
+        """
+        for run_id in list(self._tasks):
+            self._signal(run_id, "shutdown")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=timeout)
+
     async def stop(self) -> None:
-        """Stop every local run (they end ``failed``: the server shut down) and deregister."""
+        """Stop every local run and the maintenance loop, and deregister this worker."""
         if self._maintenance:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
-        for run_id in list(self._tasks):
-            self._signal(run_id, "shutdown")
-        if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=10)
+        await self.stop_runs()
         async with self.store.tx() as tx:
             await tx.remove_worker(self.worker_id)
 
@@ -222,8 +234,8 @@ class RunEngine:
         if task is None or run_id in self._stop:
             return
         self._stop[run_id] = reason
-        if run_id in self._in_model:
-            task.cancel()  # interrupts only the model call; see _stream_model
+        if run_id in self._in_model or run_id in self._in_code:
+            task.cancel()  # interrupts only a model call or code; see _stream_model, _run_code
 
     async def cancel(self, thread_id: str, run_id: str) -> dict[str, Any]:
         """Cancel a run: ``cancelling`` until its task stops, or ``cancelled`` at once if idle."""
@@ -688,6 +700,8 @@ class RunEngine:
 
     def _content(self, seg: _Segment) -> list[dict[str, Any]]:
         content = [objects.text_part("".join(seg.text))] if seg.text else []
+        if content and seg.annotations:
+            content[0]["text"]["annotations"] = seg.annotations
         content += [
             {"type": "image_file", "image_file": {"file_id": f, "detail": "auto"}}
             for f in seg.images
@@ -699,6 +713,7 @@ class RunEngine:
     ) -> None:
         message, step = seg.message, seg.message_step
         assert message is not None and step is not None
+        self._cite_saved_files(seg)
         t = now()
         message["content"] = self._content(seg)
         message["status"] = status
@@ -712,7 +727,7 @@ class RunEngine:
             await tx.update("message", message)
             await tx.update("run_step", step)
         seg.message = seg.message_step = None
-        seg.images = []
+        seg.images, seg.annotations = [], []
         seg.sink.emit(f"thread.message.{status}", message)
         seg.sink.emit("thread.run.step.completed", step)
 
@@ -726,7 +741,20 @@ class RunEngine:
 
     async def _run_code(self, seg: _Segment, step: dict[str, Any], call: dict[str, Any]) -> None:
         assert self.code_runner is not None
-        output = await self.code_runner.run_code(seg.run, call["code_interpreter"]["input"])
+        run_id = seg.run["id"]
+        task = asyncio.current_task()
+        # Like a model call, the execution is cancellable: a cancelled run (or a server
+        # shutdown) cancels this task, which makes the runner interrupt the kernel.
+        self._in_code.add(run_id)
+        try:
+            output = await self.code_runner.run_code(seg.run, call["code_interpreter"]["input"])
+        except asyncio.CancelledError:
+            if run_id in self._stop and task is not None:
+                task.uncancel()
+                raise _Stopped from None
+            raise
+        finally:
+            self._in_code.discard(run_id)
         outputs: list[dict[str, Any]] = []
         if output.logs:
             outputs.append({"type": "logs", "logs": output.logs})
@@ -746,8 +774,71 @@ class RunEngine:
             ),
         )
         seg.images.extend(output.image_file_ids)
+        seg.saved_files.extend(output.saved_files)
         async with self.store.tx() as tx:
             await tx.update("run_step", step)
+
+    def _cite_saved_files(self, seg: _Segment) -> None:
+        """Annotate the files the code saved where the message mentions them (``file_path``).
+
+        A file the text does not mention is listed at its end, so that every saved file is
+        cited; the addition and the annotations are streamed as message deltas.
+        """
+        if not seg.saved_files or seg.message is None:
+            return
+        text = "".join(seg.text)
+        spans: list[tuple[str, str, int]] = []
+        missing: list[tuple[str, str]] = []
+        for path, file_id in seg.saved_files:
+            found = next(
+                ((n, i) for n in (path, path.rsplit("/", 1)[-1]) if (i := text.find(n)) >= 0),
+                None,
+            )
+            if found is None:
+                missing.append((path, file_id))
+            else:
+                spans.append((found[0], file_id, found[1]))
+        if missing:
+            extra = ("\n\n" if text else "") + "Files:"
+            for path, file_id in missing:
+                extra += "\n- "
+                spans.append((path, file_id, len(text) + len(extra)))
+                extra += path
+            seg.text.append(extra)
+            seg.sink.emit(
+                "thread.message.delta", objects.message_delta(seg.message["id"], 0, extra)
+            )
+        seg.annotations = [
+            {
+                "type": "file_path",
+                "text": name,
+                "start_index": start,
+                "end_index": start + len(name),
+                "file_path": {"file_id": file_id},
+            }
+            for name, file_id, start in spans
+        ]
+        seg.saved_files = []
+        seg.sink.emit(
+            "thread.message.delta",
+            {
+                "id": seg.message["id"],
+                "object": "thread.message.delta",
+                "delta": {
+                    "content": [
+                        {
+                            "index": 0,
+                            "type": "text",
+                            "text": {
+                                "annotations": [
+                                    {"index": i, **a} for i, a in enumerate(seg.annotations)
+                                ]
+                            },
+                        }
+                    ]
+                },
+            },
+        )
 
     async def _complete_step(self, seg: _Segment, step: dict[str, Any]) -> None:
         step.update(status="completed", completed_at=now())
