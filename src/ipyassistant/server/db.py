@@ -14,7 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["TABLES", "create_engine", "metadata"]
+__all__ = ["READ_ONLY", "TABLES", "create_engine", "metadata"]
+
+#: Execution option marking a connection whose transactions only read.
+READ_ONLY = "ipyassistant_read_only"
 
 metadata = sa.MetaData()
 
@@ -113,6 +116,10 @@ def create_engine(url: str) -> AsyncEngine:
     def _on_begin(connection: Any) -> None:
         # BEGIN IMMEDIATE takes the write lock up front, so two writers wait on the busy
         # timeout instead of failing with "database is locked" when a read upgrades to a write.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only transactions (Store.read) take no lock: WAL readers never block writers.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

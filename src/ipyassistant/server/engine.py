@@ -364,7 +364,7 @@ class RunEngine:
         self, seg: _Segment, provider: ModelProvider, first_call: bool
     ) -> ModelRequest | None:
         run = seg.run
-        async with self.store.tx() as tx:
+        async with self.store.read() as tx:
             messages = await tx.thread_messages(run["thread_id"])
             steps = await tx.page(
                 "run_step", where=[_step_of(run["id"])], limit=10_000, order="asc"

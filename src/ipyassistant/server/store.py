@@ -310,8 +310,17 @@ class Store:
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
+        """A transaction that may write; committed on success, rolled back on error."""
         async with self.engine.begin() as conn:
             yield Tx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        """A transaction that only reads (on SQLite it takes no write lock)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{db.READ_ONLY: True})
+            async with conn.begin():
+                yield Tx(conn)
 
     async def close(self) -> None:
         await self.engine.dispose()
