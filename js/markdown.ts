@@ -1,0 +1,125 @@
+/**
+ * Model-written markdown to safe DOM: marked renders it, DOMPurify removes everything that
+ * could run (scripts, event handler attributes, javascript: URLs, forms, frames, styles),
+ * and highlight.js colours code blocks, each of which gets a copy button.
+ *
+ * Images whose URL a model wrote are shown as links, not loaded: loading them would let a
+ * prompt-injected reply send notebook data to any server the moment it is displayed.
+ */
+
+import createDOMPurify, { type DOMPurify } from "dompurify";
+import hljs from "highlight.js/lib/core";
+import bash from "highlight.js/lib/languages/bash";
+import json from "highlight.js/lib/languages/json";
+import python from "highlight.js/lib/languages/python";
+import { Marked } from "marked";
+
+hljs.registerLanguage("python", python);
+hljs.registerLanguage("json", json);
+hljs.registerLanguage("bash", bash);
+hljs.registerAliases(["py", "ipython", "python3"], { languageName: "python" });
+hljs.registerAliases(["sh", "shell", "console", "zsh"], { languageName: "bash" });
+
+const marked = new Marked({ gfm: true, breaks: false, async: false });
+
+const FORBID_TAGS = [
+  "style", "form", "input", "button", "textarea", "select", "option", "iframe", "frame",
+  "frameset", "object", "embed", "link", "meta", "base", "svg", "math", "template",
+];
+
+let purifier: DOMPurify | undefined;
+
+function purify(): DOMPurify {
+  if (purifier) return purifier;
+  // An instance of our own: its hooks must not change how the rest of the page sanitises.
+  const instance = createDOMPurify(window);
+  instance.addHook("afterSanitizeAttributes", (node) => {
+    const el = node as Element;
+    if (el.tagName === "A") {
+      el.setAttribute("target", "_blank");
+      el.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+  purifier = instance;
+  return instance;
+}
+
+/** Sanitise an HTML string into a fragment of the given document. */
+export function sanitize(html: string, doc: Document = document): DocumentFragment {
+  const clean = purify().sanitize(html, {
+    USE_PROFILES: { html: true },
+    FORBID_TAGS,
+    FORBID_ATTR: ["style", "srcset", "action", "formaction"],
+    ALLOW_DATA_ATTR: false,
+  });
+  const template = doc.createElement("template");
+  template.innerHTML = clean;
+  const fragment = template.content;
+  neutraliseImages(fragment, doc);
+  return fragment;
+}
+
+function neutraliseImages(root: DocumentFragment, doc: Document): void {
+  for (const img of Array.from(root.querySelectorAll("img"))) {
+    const src = img.getAttribute("src") ?? "";
+    const link = doc.createElement("a");
+    link.textContent = `[image: ${img.getAttribute("alt") || src || "?"}]`;
+    if (/^https?:/i.test(src)) {
+      link.href = src;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+    }
+    img.replaceWith(link);
+  }
+}
+
+/** Highlight the code blocks under `root` and give each a copy button. */
+export function decorateCode(root: ParentNode, doc: Document = document): void {
+  for (const code of Array.from(root.querySelectorAll("pre > code"))) {
+    highlight(code as HTMLElement);
+    const pre = code.parentElement as HTMLElement;
+    pre.classList.add("ipa-code");
+    pre.prepend(copyButton(() => code.textContent ?? "", doc));
+  }
+}
+
+/** Colour one `<code>` element; the language comes from its `language-*` class. */
+export function highlight(code: HTMLElement, language?: string): void {
+  const lang = language ?? /language-(\S+)/.exec(code.className)?.[1];
+  if (!lang || !hljs.getLanguage(lang)) return;
+  // highlight() escapes its input: the result holds only hljs's own spans around text.
+  const result = hljs.highlight(code.textContent ?? "", { language: lang, ignoreIllegals: true });
+  code.innerHTML = result.value;
+  code.classList.add("hljs");
+}
+
+export function copyButton(text: () => string, doc: Document = document): HTMLElement {
+  const button = doc.createElement("button");
+  button.type = "button";
+  button.className = "ipa-copy";
+  button.title = "Copy to the clipboard";
+  button.textContent = "Copy";
+  const copy = (event: Event): void => {
+    event.preventDefault();
+    event.stopPropagation();
+    const clipboard = doc.defaultView?.navigator.clipboard;
+    if (!clipboard) return;
+    void clipboard.writeText(text()).then(
+      () => {
+        button.textContent = "Copied";
+        doc.defaultView?.setTimeout(() => (button.textContent = "Copy"), 1200);
+      },
+      () => undefined,
+    );
+  };
+  button.addEventListener("click", copy);
+  return button;
+}
+
+/** Markdown to a sanitised fragment with highlighted code blocks. */
+export function renderMarkdown(text: string, doc: Document = document): DocumentFragment {
+  const html = marked.parse(text) as string;
+  const fragment = sanitize(html, doc);
+  decorateCode(fragment, doc);
+  return fragment;
+}

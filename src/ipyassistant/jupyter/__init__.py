@@ -1,0 +1,28 @@
+"""Jupyter integration: the run view widget, its event handler and the view-state reducer.
+
+``view_state`` is pure (no widget imports); ``widgets`` and ``handler`` need ipywidgets and
+anywidget, which are imported only when their names are used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .handler import WidgetHandler, files_fetcher
+    from .widgets import RunView
+
+__all__ = ["RunView", "WidgetHandler", "files_fetcher"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `import ipyassistant.jupyter.view_state` stays light.
+    if name == "RunView":
+        from .widgets import RunView
+
+        return RunView
+    if name in ("WidgetHandler", "files_fetcher"):
+        from . import handler
+
+        return getattr(handler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

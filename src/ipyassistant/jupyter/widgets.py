@@ -1,0 +1,311 @@
+"""``RunView``: the anywidget that shows a run while it streams and after it ended.
+
+The widget is a thin transport around :mod:`.view_state`. While a stream runs it keeps a live
+view state in the kernel and sends only the *ops* between states, as custom messages::
+
+    {"type": "patch", "ops": [...]}                 live ops, coalesced (see below)
+    {"type": "image", "file_id": ...} + [bytes]     an image the run made, as a binary buffer
+    {"type": "snapshot", "state": ... | None, "images": [file_id, ...]} + [bytes, ...]
+                                                    the answer to the browser's "snapshot?"
+
+Ops are queued and sent at most every ``interval`` seconds (20 messages a second), and at
+once when a block ends (a message or step completes, the run pauses or ends), so that the
+browser never shows a finished block late. Text is never synced as a growing trait: that
+would send the whole text again on every delta. When a stream ends, :meth:`RunView.sync`
+writes the finished state to the synced ``state`` trait and the image bytes to the ``images``
+trait (binary buffers), so that saved widget state and re-opened notebooks render.
+
+The browser keeps one live state per widget model (anywidget's ``initialize``), so every view
+of the widget sees every patch. A model created while a stream is running (a reloaded page)
+asks for a ``snapshot?``; until the kernel answers (it is busy running the cell), the patches
+it receives for items it does not know are ignored and the next whole item heals the view.
+
+Threads: the widget's state is guarded by a lock, because the stream's events arrive on
+ipyassistant's event-loop thread while a ``snapshot?`` request arrives on the kernel's shell
+thread. ipykernel's comm sends are safe from any thread (they hand the message to the IOPub
+thread). Only :meth:`RunView.show` displays, and it must be called in the thread that runs
+the cell (see :class:`~ipyassistant.jupyter.handler.WidgetHandler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+from IPython.display import DisplayHandle, display
+
+from .transcript import transcript_html
+from .view_state import (
+    BOUNDARY_EVENTS,
+    Op,
+    ViewState,
+    apply_ops,
+    coalesce,
+    diff_event,
+    empty_state,
+    file_ids,
+)
+
+__all__ = ["RunView"]
+
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+
+#: Shown instead of the view when the JavaScript bundle was not built (a source checkout
+#: installed without hatch-jupyter-builder): the transcript in the same output still shows.
+_MISSING_ESM = """\
+export default {
+  render({ el }) {
+    el.textContent = "ipyassistant: the widget's JavaScript is not built " +
+      "(run `npm install && npm run build` in the source tree).";
+  },
+};
+"""
+
+
+#: A timer that fires this close to the end of the interval flushes (asyncio fires timers up
+#: to its clock resolution early).
+_TIMER_SLACK = 0.002
+
+
+def _asset(name: str, fallback: str) -> Path | str:
+    path = _STATIC / name
+    return path if path.is_file() else fallback
+
+
+def _event_name(event: Any) -> str:
+    name = event.get("event") if type(event) is dict else getattr(event, "event", None)
+    if name is None and isinstance(event, Mapping):
+        name = event.get("event")
+    return str(name or "")
+
+
+class RunView(anywidget.AnyWidget):
+    """A live view of one run (or several, one after the other) in a notebook.
+
+    Feed it stream events with :meth:`push` (a
+    :class:`~ipyassistant.jupyter.handler.WidgetHandler` does), give it the bytes of the images
+    the run made with :meth:`add_image`, and call :meth:`sync` when a stream ends.
+
+    Args:
+        state: The view state to start from (default: empty).
+        images: Image bytes by file id to start from.
+        interval: The shortest time between two live patch messages, in seconds.
+        clock: The clock that ``interval`` is measured with (tests pass a fake one).
+    """
+
+    _esm = _asset("run_view.js", _MISSING_ESM)
+    _css = _asset("run_view.css", "")
+
+    #: The finished view state (see :mod:`ipyassistant.jupyter.view_state`), written when a
+    #: stream ends; live changes travel as patch messages instead.
+    state = traitlets.Dict().tag(sync=True)
+    #: Image bytes by file id; ipywidgets sends bytes values as binary buffers.
+    images = traitlets.Dict(key_trait=traitlets.Unicode(), value_trait=traitlets.Bytes()).tag(
+        sync=True
+    )
+    #: Identifies this widget's live state among the browser's models.
+    _uid = traitlets.Unicode().tag(sync=True)
+
+    def __init__(
+        self,
+        state: ViewState | None = None,
+        *,
+        images: Mapping[str, bytes] | None = None,
+        interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ) -> None:
+        initial = copy.deepcopy(state) if state is not None else empty_state()
+        super().__init__(state=initial, images=dict(images or {}), _uid=uuid.uuid4().hex, **kwargs)
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._live: ViewState = copy.deepcopy(initial)
+        self._live_images: dict[str, bytes] = dict(images or {})
+        self._pending: list[Op] = []
+        self._last_send = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._handle: DisplayHandle | None = None
+        #: File ids whose bytes were asked for (so a failed fetch is not retried per event).
+        self.requested_images: set[str] = set()
+        self.on_msg(self._on_custom_message)
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def live_state(self) -> ViewState:
+        """A copy of the current view state, including what is still streaming."""
+        with self._lock:
+            return copy.deepcopy(self._live)
+
+    @property
+    def live_images(self) -> dict[str, bytes]:
+        """The image bytes received so far, by file id."""
+        with self._lock:
+            return dict(self._live_images)
+
+    def missing_images(self) -> list[str]:
+        """File ids the state shows whose bytes were neither received nor asked for yet."""
+        with self._lock:
+            return [
+                file_id
+                for file_id in file_ids(self._live)
+                if file_id not in self._live_images and file_id not in self.requested_images
+            ]
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def push(self, event: Any) -> list[Op]:
+        """Fold one stream event (SDK object or dict) into the view; returns its ops.
+
+        The ops are sent at once when the event ends a block or ``interval`` has passed
+        since the last message, else they wait (a timer on the running event loop, if any,
+        sends them when the interval is over; so does the next push or :meth:`flush`).
+        """
+        with self._lock:
+            ops = diff_event(self._live, event)
+            if ops:
+                apply_ops(self._live, ops, in_place=True)
+                self._pending.extend(ops)
+            now = self._clock()
+            if _event_name(event) in BOUNDARY_EVENTS or now - self._last_send >= self.interval:
+                self._flush_locked(now)
+            elif self._pending:
+                self._arm_timer(self.interval - (now - self._last_send))
+            return ops
+
+    def push_ops(self, ops: Iterable[Op], *, boundary: bool = False) -> None:
+        """Apply ops made elsewhere (e.g. a message shown before the stream) and queue them."""
+        with self._lock:
+            ops = list(ops)
+            apply_ops(self._live, ops, in_place=True)
+            self._pending.extend(ops)
+            now = self._clock()
+            if boundary or now - self._last_send >= self.interval:
+                self._flush_locked(now)
+            elif self._pending:
+                self._arm_timer(self.interval - (now - self._last_send))
+
+    def add_image(self, file_id: str, data: bytes) -> None:
+        """Give the view the bytes of an image file; sent at once as a binary buffer."""
+        with self._lock:
+            self.requested_images.add(file_id)
+            if self._live_images.get(file_id) == data:
+                return
+            self._live_images[file_id] = data
+            self.send({"type": "image", "file_id": file_id}, [data])
+
+    def flush(self) -> None:
+        """Send the queued ops now."""
+        with self._lock:
+            self._flush_locked(self._clock())
+
+    def sync(self) -> None:
+        """Flush, then write the view state and images to the synced traits.
+
+        Call it when a stream ends: what it writes is what a saved notebook keeps.
+        """
+        with self._lock:
+            self._flush_locked(self._clock())
+            state = copy.deepcopy(self._live)  # the trait must not share what push mutates
+            images = dict(self._live_images)
+            with self.hold_sync():
+                self.state = state
+                self.images = images
+
+    def reset(self, state: ViewState | None = None) -> None:
+        """Show ``state`` (default: nothing) from now on, dropping what is queued."""
+        with self._lock:
+            self._pending.clear()
+            self._live = copy.deepcopy(state) if state is not None else empty_state()
+            self.sync()
+            # The trait may not have changed while the browser's state (patched live) did.
+            self.send({"type": "snapshot", "state": copy.deepcopy(self._live), "images": []})
+
+    def _flush_locked(self, now: float) -> None:
+        if not self._pending:
+            return
+        ops = coalesce(self._pending)
+        self._pending = []
+        self._last_send = now
+        self.send({"type": "patch", "ops": ops})
+
+    def _arm_timer(self, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: the next push or flush sends them
+            return
+        timer = self._timer
+        # A timer armed on another loop (one that may have closed since) would never fire.
+        if timer is not None and not timer.cancelled() and self._timer_loop is loop:
+            return
+        self._timer_loop = loop
+        self._timer = loop.call_later(max(delay, 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            now = self._clock()
+            # A push may have flushed since the timer was armed: wait out the new interval.
+            wait = self.interval - (now - self._last_send)
+            if self._pending and wait > _TIMER_SLACK:
+                self._arm_timer(wait)
+            else:
+                self._flush_locked(now)
+
+    # -- the browser's requests ------------------------------------------------------------
+
+    def _on_custom_message(self, _widget: Any, content: Any, _buffers: list[Any]) -> None:
+        if not isinstance(content, Mapping) or content.get("type") != "snapshot?":
+            return
+        with self._lock:
+            # Whatever is queued goes first: the snapshot includes it, and the browser replaces
+            # its state with the snapshot, so no op is applied twice or lost.
+            self._flush_locked(self._clock())
+            state = None if self._live == self.state else copy.deepcopy(self._live)
+            missing = [fid for fid in self._live_images if fid not in self.images]
+            buffers = [self._live_images[fid] for fid in missing]
+            self.send({"type": "snapshot", "state": state, "images": missing}, buffers)
+
+    # -- display ---------------------------------------------------------------------------
+
+    def show(self) -> DisplayHandle | None:
+        """Display the view (in the calling thread, the one running the cell).
+
+        The display has an id, so :meth:`update_transcript` can later refresh its static HTML.
+        Returns the display's handle (None outside IPython, where nothing is displayed).
+        """
+        handle = display(self, display_id=True)
+        self._handle = handle if isinstance(handle, DisplayHandle) else None
+        return self._handle
+
+    def update_transcript(self) -> None:
+        """Refresh the static HTML of the display made by :meth:`show` (after a run ends).
+
+        An ``update_display_data`` message is routed by its display id, not by the cell that
+        is executing, so unlike ``display()`` it is safe from the event loop's thread.
+        """
+        if self._handle is not None:
+            self._handle.update(self)
+
+    def transcript_html(self) -> str:
+        """The current state as static, sanitised HTML."""
+        with self._lock:
+            return transcript_html(self._live, self._live_images)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        return {**data, "text/html": self.transcript_html()}, metadata
