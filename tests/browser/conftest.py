@@ -28,6 +28,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Last in the session: Playwright's sync API keeps an event loop running in the main
+    # thread while the browser is open, which async tests after it could not coexist with.
+    items.sort(key=lambda item: "browser" in item.path.parts)
     # Outside CI a developer without Chromium skips these; in CI its absence is a failure.
     if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
         for item in items:

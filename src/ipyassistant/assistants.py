@@ -1,0 +1,394 @@
+"""An :class:`Assistant`: a model with instructions and tools, and how long it lives on the server.
+
+Lifecycles (:class:`Lifecycle`), from the most convenient:
+
+- **lazy**: an assistant without id is created before each call (``say``, ``Thread.run``) and
+  deleted after it, leaving nothing behind on the server;
+- **context**: ``with ai:`` / ``async with ai:`` (nestable) create it once, at the outermost
+  entry, and delete it at the outermost exit;
+- **manual**: ``create()`` and ``delete()`` (errors when already created / not created);
+- **loaded**: ``Assistant(id=…, …)`` or ``Assistant.load(id, tools=[…])`` use an existing one
+  and never delete it automatically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import warnings
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import openai
+from openai import AsyncAssistantEventHandler
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from ._portal import client, on_portal, portal
+from .exceptions import LifecycleError, MissingToolWarning
+from .handlers import PrintHandler
+from .instructions import render_instructions
+from .runs import Run
+from .settings import default_model
+from .threads import FileInput, Thread
+from .tools import FunctionTool, Tool, as_tools
+
+__all__ = ["Assistant", "Lifecycle"]
+
+
+class Lifecycle(enum.Enum):
+    """How an assistant's server object comes and goes (see the module docstring)."""
+
+    #: No server object; each call creates one and deletes it afterwards.
+    LAZY = "lazy"
+    #: Created by ``with``/``async with`` (or for one lazy call); deleted at the outermost exit.
+    CONTEXT = "context"
+    #: Created by ``create()``; deleted by ``delete()``.
+    MANUAL = "manual"
+    #: An existing server object (an ``id`` was given, or ``load()``); never deleted for you.
+    LOADED = "loaded"
+
+
+class Assistant(BaseModel):
+    """An assistant: a model, instructions and tools, talking on threads.
+
+    ``instructions`` are a Jinja template rendered with ``self_`` (the assistant) in a sandbox,
+    at every run. ``tools`` are Python functions (sync or async), ``CodeInterpreter``,
+    ``FileSearch``, or tool specs. ``model=None`` means the server object's model, or
+    ``IPYASSISTANT_MODEL`` (default ``test``) when ipyassistant creates it.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
+
+    name: str = "Assistant"
+    id: str | None = None
+    description: str | None = None
+    instructions: str | None = Field(default=None, repr=False)
+    model: str | None = None
+    tools: list[Tool] = Field(default_factory=list)
+    tool_resources: dict[str, Any] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    response_format: str | dict[str, Any] | None = None
+    default_thread: Thread = Field(default_factory=Thread, repr=False)
+
+    _lifecycle: Lifecycle = PrivateAttr(default=Lifecycle.LAZY)
+    _depth: int = PrivateAttr(default=0)
+    _lock: asyncio.Lock | None = PrivateAttr(default=None)
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _as_tools(cls, tools: Iterable[Any]) -> list[Tool]:
+        return as_tools(tools)
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.id is not None:
+            self._lifecycle = Lifecycle.LOADED
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The assistant's lifecycle now."""
+        return self._lifecycle
+
+    def clear_default_thread(self) -> None:
+        """Start a new conversation: replace ``default_thread`` with a new thread."""
+        self.default_thread = Thread()
+
+    def get_instructions(self) -> str | None:
+        """The instructions rendered for now (raises InstructionsError if they do not render)."""
+        if self.instructions is None:
+            return None
+        return render_instructions(self.instructions, self)
+
+    # -- talking ---------------------------------------------------------------------------
+
+    @on_portal
+    async def say_async(
+        self,
+        message: str,
+        thread: Thread | None = None,
+        event_handler_class: type[AsyncAssistantEventHandler] | None = PrintHandler,
+        event_handler_kwargs: Mapping[str, Any] | None = None,
+        code_interpreter_files: Iterable[FileInput] | None = None,
+        image_files: Iterable[FileInput] | None = None,
+        **run_kwargs: Any,
+    ) -> Run:
+        """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
+
+        Saying again continues the conversation. The reply is printed by ``PrintHandler``
+        (``event_handler_class=None`` prints nothing; ``event_handler_kwargs=dict(
+        print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
+        ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
+        the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
+        """
+        thread = self.default_thread if thread is None else thread
+        run = Run(
+            thread,
+            self,
+            event_handler_class=event_handler_class,
+            event_handler_kwargs=event_handler_kwargs,
+            **run_kwargs,
+        )
+        run.request()  # instructions and tools are checked before anything reaches the server
+        user_message = await thread.add_async(
+            message, code_interpreter_files=code_interpreter_files, image_files=image_files
+        )
+        run._preamble.append(user_message)
+        return await run.execute_async()
+
+    def say(
+        self,
+        message: str,
+        thread: Thread | None = None,
+        event_handler_class: type[AsyncAssistantEventHandler] | None = PrintHandler,
+        event_handler_kwargs: Mapping[str, Any] | None = None,
+        code_interpreter_files: Iterable[FileInput] | None = None,
+        image_files: Iterable[FileInput] | None = None,
+        **run_kwargs: Any,
+    ) -> Run:
+        """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
+
+        Saying again continues the conversation. The reply is printed by ``PrintHandler``
+        (``event_handler_class=None`` prints nothing; ``event_handler_kwargs=dict(
+        print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
+        ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
+        the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
+        """
+        return portal().call(
+            self.say_async(
+                message,
+                thread,
+                event_handler_class,
+                event_handler_kwargs,
+                code_interpreter_files,
+                image_files,
+                **run_kwargs,
+            )
+        )
+
+    def chat(self, thread: Thread | None = None, **say_kwargs: Any) -> None:
+        """Talk with the assistant in the terminal until you enter ``exit`` (or press Ctrl-D).
+
+        Each line is said on ``thread`` (default: ``default_thread``) with ``say_kwargs``
+        (see :meth:`say`); the prompt keeps a history (arrow keys). The assistant is created
+        once for the whole conversation. Ctrl-C during a reply cancels that run only.
+        """
+        session = _prompt_session()
+        with self:
+            while True:
+                try:
+                    text = session.prompt("you> ").strip()
+                except (EOFError, KeyboardInterrupt):
+                    return
+                if text.lower() in _EXIT:
+                    return
+                if not text:
+                    continue
+                try:
+                    self.say(text, thread=thread, **say_kwargs)
+                except KeyboardInterrupt:
+                    print("(interrupted; the run was cancelled)")
+
+    async def chat_async(self, thread: Thread | None = None, **say_kwargs: Any) -> None:
+        """Talk with the assistant in the terminal until you enter ``exit`` (or press Ctrl-D).
+
+        Each line is said on ``thread`` (default: ``default_thread``) with ``say_kwargs``
+        (see :meth:`say`); the prompt keeps a history (arrow keys). The assistant is created
+        once for the whole conversation. Ctrl-C during a reply cancels that run only.
+        """
+        session = _prompt_session()
+        async with self:
+            while True:
+                try:
+                    text = (await session.prompt_async("you> ")).strip()
+                except (EOFError, KeyboardInterrupt):
+                    return
+                if text.lower() in _EXIT:
+                    return
+                if not text:
+                    continue
+                try:
+                    await self.say_async(text, thread=thread, **say_kwargs)
+                except KeyboardInterrupt:
+                    print("(interrupted; the run was cancelled)")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _create_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "name": self.name,
+            "model": self.model or default_model(),
+            "tools": [tool.spec() for tool in self.tools],
+            "metadata": self.metadata,
+        }
+        optional = {
+            "description": self.description,
+            "instructions": self.get_instructions(),
+            "tool_resources": self.tool_resources,
+            "response_format": self.response_format,
+        }
+        params.update({key: value for key, value in optional.items() if value is not None})
+        return params
+
+    async def _create(self, lifecycle: Lifecycle) -> None:
+        params = self._create_params()  # a template error comes before the request
+        api = await client()
+        created = await api.beta.assistants.create(**params)
+        self.id = created.id
+        self._lifecycle = lifecycle
+
+    async def _delete(self) -> None:
+        assert self.id is not None
+        api = await client()
+        with contextlib.suppress(openai.NotFoundError):  # deleted elsewhere: goal reached
+            await api.beta.assistants.delete(self.id)
+        self.id = None
+        self._lifecycle = Lifecycle.LAZY
+
+    @on_portal
+    async def create_async(self) -> Assistant:
+        """Create the assistant on the server, to keep until :meth:`delete`."""
+        if self.id is not None:
+            raise LifecycleError(
+                f"the assistant exists already (id {self.id}, {self._lifecycle.value} "
+                "lifecycle); create() makes a new one only for an assistant without id"
+            )
+        await self._create(Lifecycle.MANUAL)
+        return self
+
+    def create(self) -> Assistant:
+        """Create the assistant on the server, to keep until :meth:`delete`."""
+        return portal().call(self.create_async())
+
+    @on_portal
+    async def delete_async(self) -> None:
+        """Delete the assistant from the server; it becomes lazy again."""
+        if self.id is None:
+            raise LifecycleError(
+                "the assistant has not been created, so it cannot be deleted "
+                "(create() it, or give it an id)"
+            )
+        await self._delete()
+
+    def delete(self) -> None:
+        """Delete the assistant from the server; it becomes lazy again."""
+        portal().call(self.delete_async())
+
+    @classmethod
+    async def load_async(cls, id: str, **kwargs: Any) -> Assistant:
+        """The assistant with this id, read from the server; ``kwargs`` replace its fields.
+
+        Function tools are stored on the server as specs only: pass the functions as
+        ``tools=[…]``, or a MissingToolWarning says which ones cannot be called.
+        """
+        return await _load(cls, id, kwargs)
+
+    @classmethod
+    def load(cls, id: str, **kwargs: Any) -> Assistant:
+        """The assistant with this id, read from the server; ``kwargs`` replace its fields.
+
+        Function tools are stored on the server as specs only: pass the functions as
+        ``tools=[…]``, or a MissingToolWarning says which ones cannot be called.
+        """
+        return portal().call(_load(cls, id, kwargs))
+
+    async def __aenter__(self) -> Assistant:
+        await self._acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._release()
+
+    def __enter__(self) -> Assistant:
+        portal().call(self._acquire())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        portal().call(self._release())
+
+    @on_portal
+    async def _acquire(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.id is None:
+                await self._create(Lifecycle.CONTEXT)
+            self._depth += 1
+
+    @on_portal
+    async def _release(self) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._lifecycle is Lifecycle.CONTEXT and self.id is not None:
+                await self._delete()
+
+    @asynccontextmanager
+    async def _in_use(self) -> AsyncIterator[str]:
+        """The assistant exists on the server inside this block (created lazily if needed)."""
+        await self._acquire()
+        try:
+            assert self.id is not None
+            yield self.id
+        finally:
+            await self._release()
+
+
+_EXIT = frozenset({"exit", "quit", "/exit", "/quit"})
+
+
+def _prompt_session() -> Any:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import InMemoryHistory
+
+    return PromptSession(history=InMemoryHistory())
+
+
+@on_portal
+async def _load(cls: type[Assistant], assistant_id: str, overrides: dict[str, Any]) -> Assistant:
+    api = await client()
+    found = await api.beta.assistants.retrieve(assistant_id)
+    fields: dict[str, Any] = {
+        "id": found.id,
+        "name": found.name or "Assistant",
+        "description": found.description,
+        "instructions": found.instructions,
+        "model": found.model,
+        "tools": found.tools,
+        "tool_resources": _plain(found.tool_resources),
+        "metadata": found.metadata or {},
+        "response_format": _plain(found.response_format),
+    }
+    assistant = cls(**(fields | overrides | {"id": found.id}))
+    stored = [t.function.name for t in found.tools if t.type == "function"]
+    callable_names = {
+        t.name for t in assistant.tools if isinstance(t, FunctionTool) and t.function is not None
+    }
+    missing = [name for name in stored if name not in callable_names]
+    if missing:
+        warnings.warn(
+            f"assistant {found.id} has function tools without Python functions here, so they "
+            f"cannot be called: {', '.join(missing)}; pass them as "
+            f"Assistant.load({found.id!r}, tools=[...])",
+            MissingToolWarning,
+            stacklevel=2,
+        )
+    return assistant
+
+
+def _plain(value: Any) -> Any:
+    """An SDK object as plain JSON-like data (as the API accepts it back)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    return value

@@ -1,0 +1,384 @@
+"""A :class:`Run`: one execution of an assistant on a thread, streamed, with its tool calls.
+
+A run streams through the SDK. When the server stops it at ``requires_action``, the run calls
+the function tools the model asked for (concurrently; sync tools in worker threads), submits
+their outputs and streams on, until the run ends. A tool that ends the run (``EndRun``) gets it
+cancelled on the server; so does cancelling the coroutine or interrupting a sync call, after
+which the run waits until the server has released the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import openai
+from openai import AssistantEventHandler, AsyncAssistantEventHandler
+from openai.lib.streaming import AsyncAssistantStreamManager
+from openai.types.beta import AssistantStreamEvent
+from openai.types.beta.threads import Message
+from openai.types.beta.threads import Run as RunObject
+from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
+from openai.types.beta.threads.runs import RunStep
+
+from ._portal import Interrupt, client, on_portal, portal
+from .exceptions import EndRun, IpyassistantError, LifecycleError, ThreadBusyError, UsageError
+from .instructions import render_instructions
+from .tools import CodeInterpreterTool, FunctionTool, Tool, as_tools, function_tool
+
+if TYPE_CHECKING:
+    from .assistants import Assistant
+    from .threads import Thread
+
+__all__ = ["TERMINAL_STATUSES", "Run"]
+
+#: A run in one of these states is over; its thread accepts messages and runs again.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
+#: How long a cancelled run may take to reach ``cancelled`` before we stop waiting.
+CANCEL_DEADLINE_SECONDS = 30.0
+
+
+class Run:
+    """One execution of ``assistant`` on ``thread``; :meth:`execute` performs it.
+
+    ``Thread.run`` and ``Assistant.say`` create and execute runs; create one yourself to
+    execute it later. The keyword arguments override the assistant for this run only:
+    ``model``, ``instructions`` (replace), ``additional_instructions`` (append), ``tools``
+    (replace), ``additional_tools`` (append) and ``tool_choice`` (``"auto"``, ``"none"``,
+    ``"required"``, a tool, a function, or the API's dict). Any other keyword argument
+    (``temperature``, ``max_completion_tokens``, ``response_format``, …) goes to the API as
+    it is.
+
+    ``event_handler_class`` follows the stream: any ``openai.AsyncAssistantEventHandler``
+    subclass, constructed with ``event_handler_kwargs`` once per stream; ``None`` (the default
+    here) shows nothing.
+
+    After execution: ``run`` is the SDK's run object, ``messages`` and ``steps`` what the run
+    created (in order), and ``data`` what a tool passed to :class:`~ipyassistant.EndRun`.
+    """
+
+    def __init__(
+        self,
+        thread: Thread,
+        assistant: Assistant,
+        *,
+        model: str | None = None,
+        instructions: str | None = None,
+        additional_instructions: str | None = None,
+        tools: Iterable[Any] | None = None,
+        additional_tools: Iterable[Any] | None = None,
+        tool_choice: Any = None,
+        event_handler_class: type[AsyncAssistantEventHandler] | None = None,
+        event_handler_kwargs: Mapping[str, Any] | None = None,
+        **api_kwargs: Any,
+    ) -> None:
+        self.thread = thread
+        self.assistant = assistant
+        self.model = model
+        self.instructions = instructions
+        self.additional_instructions = additional_instructions
+        self.tools: list[Tool] | None = None if tools is None else as_tools(tools)
+        self.additional_tools: list[Tool] = as_tools(additional_tools or [])
+        self.tool_choice = tool_choice
+        self.event_handler_class = _check_handler_class(event_handler_class)
+        self.event_handler_kwargs: dict[str, Any] = dict(event_handler_kwargs or {})
+        self.api_kwargs = api_kwargs
+        #: The SDK's run object (``None`` until the server created the run).
+        self.run: RunObject | None = None
+        #: The data of the ``EndRun`` that ended the run, if a tool ended it.
+        self.data: Any = None
+        self._messages: dict[str, Message] = {}
+        self._steps: dict[str, RunStep] = {}
+        #: Messages shown to the first handler before the stream (``say`` shows the user's).
+        self._preamble: list[Message] = []
+
+    def __repr__(self) -> str:
+        run_id = self.run.id if self.run else None
+        status = self.run.status if self.run else "not started"
+        return f"Run(id={run_id!r}, status={status!r}, thread_id={self.thread.id!r})"
+
+    @property
+    def messages(self) -> list[Message]:
+        """The messages the run created, oldest first."""
+        return sorted(self._messages.values(), key=lambda m: m.created_at)
+
+    @property
+    def steps(self) -> list[RunStep]:
+        """The run's steps (message creation and tool calls), oldest first."""
+        return sorted(self._steps.values(), key=lambda s: s.created_at)
+
+    # -- what the run sends ----------------------------------------------------------------
+
+    def effective_tools(self) -> list[Tool]:
+        """The tools of this run: its ``tools`` (else the assistant's) and additional ones."""
+        base = self.tools if self.tools is not None else self.assistant.tools
+        return [*base, *self.additional_tools]
+
+    def request(self) -> dict[str, Any]:
+        """The run's parameters for the API; renders the instructions (errors come here)."""
+        request: dict[str, Any] = dict(self.api_kwargs)
+        if self.instructions is not None:
+            request["instructions"] = self.instructions
+        elif self.assistant.instructions is not None:
+            request["instructions"] = render_instructions(
+                self.assistant.instructions, self.assistant
+            )
+        if self.additional_instructions is not None:
+            request["additional_instructions"] = self.additional_instructions
+        model = self.model or self.assistant.model
+        if model is not None:
+            request["model"] = model
+        tools = self.effective_tools()
+        if tools or self.tools is not None:
+            request["tools"] = [tool.spec() for tool in tools]
+        if self.tool_choice is not None:
+            request["tool_choice"] = _tool_choice(self.tool_choice)
+        if self.assistant.response_format is not None and "response_format" not in request:
+            request["response_format"] = self.assistant.response_format
+        return request
+
+    # -- executing -------------------------------------------------------------------------
+
+    @on_portal
+    async def execute_async(self) -> Run:
+        """Execute the run: stream it, call its tools whenever it asks, until it ends.
+
+        Returns the run itself. A tool's ``EndRun`` cancels the run on the server and returns
+        normally with ``data`` set. Cancelling (or interrupting the sync call) cancels the run
+        on the server, waits until the thread is free again, and propagates.
+        """
+        if self.run is not None:
+            raise LifecycleError(f"run {self.run.id} was executed already; create a new Run")
+        request = self.request()  # every local error before the first request
+        api = await client()
+        thread_id = await self.thread._ensure_created()
+        async with self.assistant._in_use() as assistant_id:
+            try:
+                handler = self._new_handler()
+                for message in self._preamble:
+                    await handler.on_message_done(message)
+                await self._stream(
+                    api.beta.threads.runs.stream(
+                        thread_id=thread_id,
+                        assistant_id=assistant_id,
+                        event_handler=handler,
+                        **request,
+                    )
+                )
+                await self._drive(api, thread_id)
+            except EndRun as end:
+                self.data = end.data
+                await self._abort()
+            except openai.BadRequestError as exc:
+                if self.run is not None:
+                    with contextlib.suppress(Exception):
+                        await self._abort()
+                    raise
+                # Refused before it started (nothing to cancel); e.g. the thread is busy.
+                busy = ThreadBusyError.from_api_error(exc, thread_id, "run")
+                if busy is None:
+                    raise
+                raise busy from exc
+            except BaseException as exc:
+                if self.run is not None or not isinstance(exc, openai.APIStatusError):
+                    with contextlib.suppress(Exception):
+                        await self._abort()
+                raise
+        return self
+
+    def execute(self) -> Run:
+        """Execute the run: stream it, call its tools whenever it asks, until it ends.
+
+        Returns the run itself. A tool's ``EndRun`` cancels the run on the server and returns
+        normally with ``data`` set. Cancelling (or interrupting the sync call) cancels the run
+        on the server, waits until the thread is free again, and propagates.
+        """
+        return portal().call(self.execute_async())
+
+    async def _drive(self, api: openai.AsyncOpenAI, thread_id: str) -> None:
+        """Submit tool outputs (streaming on) until the run ends."""
+        while True:
+            if self.run is None:
+                raise IpyassistantError("the server's stream ended before it created the run")
+            status = self.run.status
+            if status in TERMINAL_STATUSES:
+                return
+            if status == "requires_action":
+                outputs = await self._call_tools()
+                await self._stream(
+                    api.beta.threads.runs.submit_tool_outputs_stream(
+                        thread_id=thread_id,
+                        run_id=self.run.id,
+                        tool_outputs=outputs,
+                        event_handler=self._new_handler(),
+                    )
+                )
+            else:  # the stream ended before the run did: follow it by polling
+                await self._poll(until=TERMINAL_STATUSES | {"requires_action"})
+
+    def _new_handler(self) -> AsyncAssistantEventHandler:
+        if self.event_handler_class is None:
+            return AsyncAssistantEventHandler()
+        return self.event_handler_class(**self.event_handler_kwargs)
+
+    async def _stream(
+        self, manager: AsyncAssistantStreamManager[AsyncAssistantEventHandler]
+    ) -> None:
+        async with manager as handler:
+            try:
+                async for event in handler:
+                    self._record(event)
+            finally:
+                # A step still open (waiting for tool outputs) is best known from the
+                # handler, which accumulated its deltas.
+                open_step = handler.current_run_step_snapshot
+                if open_step is not None and open_step.id in self._steps:
+                    self._steps[open_step.id] = open_step
+                await handler.close()
+
+    def _record(self, event: AssistantStreamEvent) -> None:
+        data = event.data  # deltas are other types: the snapshots come with the final events
+        if isinstance(data, RunObject):
+            self.run = data
+        elif isinstance(data, RunStep):
+            self._steps[data.id] = data
+        elif isinstance(data, Message):
+            self._messages[data.id] = data
+
+    async def _call_tools(self) -> list[ToolOutput]:
+        assert self.run is not None and self.run.required_action is not None
+        calls = self.run.required_action.submit_tool_outputs.tool_calls
+        tools = {t.name: t for t in self.effective_tools() if isinstance(t, FunctionTool)}
+
+        async def call(name: str, arguments: str) -> str:
+            tool = tools.get(name)
+            if tool is None:
+                known = ", ".join(sorted(tools)) or "none"
+                return f"Error: this run has no tool named {name!r} (its tools: {known})."
+            return await tool.invoke(arguments)
+
+        results = await asyncio.gather(
+            *(call(c.function.name, c.function.arguments) for c in calls), return_exceptions=True
+        )
+        # An interrupt wins over EndRun, which wins over any other failure.
+        for kind in (Interrupt, EndRun, BaseException):
+            for result in results:
+                if isinstance(result, kind):
+                    raise result
+        return [
+            ToolOutput(tool_call_id=c.id, output=str(result))
+            for c, result in zip(calls, results, strict=True)
+        ]
+
+    async def _poll(self, until: frozenset[str], deadline: float | None = None) -> None:
+        """Retrieve the run until its status is in ``until`` (or the deadline passes)."""
+        assert self.run is not None
+        api = await client()
+        pause = 0.02
+        while self.run.status not in until:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            self.run = await api.beta.threads.runs.retrieve(
+                self.run.id, thread_id=self.run.thread_id
+            )
+
+    async def _abort(self) -> None:
+        """Cancel the run on the server and wait until it has ended (the thread is free)."""
+        if self.run is None and not await self._find_started_run():
+            return
+        assert self.run is not None
+        if self.run.status not in TERMINAL_STATUSES:
+            api = await client()
+            with contextlib.suppress(openai.BadRequestError):  # it ended meanwhile
+                self.run = await api.beta.threads.runs.cancel(
+                    self.run.id, thread_id=self.run.thread_id
+                )
+            await self._poll(TERMINAL_STATUSES, time.monotonic() + CANCEL_DEADLINE_SECONDS)
+        await self.refresh_async()
+
+    async def _find_started_run(self) -> bool:
+        """Find our run when we were stopped before its first event named it."""
+        if self.thread.id is None:
+            return False
+        api = await client()
+        page = await api.beta.threads.runs.list(self.thread.id, limit=1, order="desc")
+        newest = page.data[0] if page.data else None
+        if newest is None or newest.status in TERMINAL_STATUSES:
+            return False
+        if self.assistant.id is not None and newest.assistant_id != self.assistant.id:
+            return False
+        self.run = newest
+        return True
+
+    # -- after the fact --------------------------------------------------------------------
+
+    def _require_run(self) -> RunObject:
+        if self.run is None:
+            raise LifecycleError("the run has not started; execute it first")
+        return self.run
+
+    @on_portal
+    async def refresh_async(self) -> Run:
+        """Reload the run object, its steps and its messages from the server."""
+        run = self._require_run()
+        api = await client()
+        self.run = await api.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
+        steps = api.beta.threads.runs.steps.list(
+            run.id, thread_id=run.thread_id, order="asc", limit=100
+        )
+        self._steps = {step.id: step async for step in steps}
+        messages = api.beta.threads.messages.list(
+            run.thread_id, run_id=run.id, order="asc", limit=100
+        )
+        self._messages = {message.id: message async for message in messages}
+        return self
+
+    def refresh(self) -> Run:
+        """Reload the run object, its steps and its messages from the server."""
+        return portal().call(self.refresh_async())
+
+    @on_portal
+    async def cancel_async(self) -> Run:
+        """Cancel the run on the server and wait until it has ended (no-op if it has)."""
+        self._require_run()
+        await self._abort()
+        return self
+
+    def cancel(self) -> Run:
+        """Cancel the run on the server and wait until it has ended (no-op if it has)."""
+        return portal().call(self.cancel_async())
+
+
+def _check_handler_class(
+    handler_class: type[AsyncAssistantEventHandler] | None,
+) -> type[AsyncAssistantEventHandler] | None:
+    if handler_class is None:
+        return None
+    if isinstance(handler_class, type) and issubclass(handler_class, AsyncAssistantEventHandler):
+        return handler_class
+    if isinstance(handler_class, type) and issubclass(handler_class, AssistantEventHandler):
+        raise UsageError(
+            f"{handler_class.__name__} is a sync openai.AssistantEventHandler; ipyassistant "
+            "streams asynchronously: subclass openai.AsyncAssistantEventHandler instead"
+        )
+    raise UsageError(
+        f"event_handler_class must be an openai.AsyncAssistantEventHandler subclass or None, "
+        f"not {handler_class!r}"
+    )
+
+
+def _tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str | Mapping):
+        return choice
+    if isinstance(choice, FunctionTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    if isinstance(choice, CodeInterpreterTool):
+        return {"type": "code_interpreter"}
+    if callable(choice):
+        return {"type": "function", "function": {"name": function_tool(choice).name}}
+    raise UsageError(f"tool_choice must be a string, a tool, a function or a dict, not {choice!r}")

@@ -1,0 +1,78 @@
+"""Every client setting in one place, read from ``IPYASSISTANT_*`` environment variables.
+
+========================  ===========================  ==========================================
+variable                  default                      meaning
+========================  ===========================  ==========================================
+``IPYASSISTANT_BASE_URL``  unset: the embedded server   any Assistants API server, e.g.
+                                                       ``http://127.0.0.1:8000/v1`` (``ipyassistant
+                                                       serve``)
+``IPYASSISTANT_API_KEY``   unset                        the Bearer key for that server
+``IPYASSISTANT_MODEL``     ``test``                     the model of assistants that name none
+``IPYASSISTANT_DATA_DIR``  the platform's data folder   where the embedded server keeps its
+                                                       database and files
+========================  ===========================  ==========================================
+
+The variables are read when they are needed: the model when an assistant is created, the
+connection when the client connects (and again whenever they change). The ``openai`` SDK
+client is constructed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+from openai import AsyncOpenAI
+
+__all__ = ["DEFAULT_MODEL", "Settings", "connect", "default_model"]
+
+#: The model used when neither the assistant nor ``IPYASSISTANT_MODEL`` names one.
+DEFAULT_MODEL = "test"
+
+
+def default_model() -> str:
+    """The model of an assistant that names none: ``IPYASSISTANT_MODEL``, else ``test``.
+
+    This is the one place that decides the default model.
+    """
+    return os.environ.get("IPYASSISTANT_MODEL") or DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The client's settings; :meth:`from_env` reads them from the environment."""
+
+    #: The server's API root (ending in ``/v1``); ``None`` starts the embedded server.
+    base_url: str | None = None
+    #: The key sent as ``Authorization: Bearer``; the embedded server brings its own.
+    api_key: str | None = None
+    #: The default model (see :func:`default_model`).
+    model: str = DEFAULT_MODEL
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """The settings as the environment says now."""
+        return cls(
+            base_url=os.environ.get("IPYASSISTANT_BASE_URL") or None,
+            api_key=os.environ.get("IPYASSISTANT_API_KEY") or None,
+            model=default_model(),
+        )
+
+    @property
+    def connection(self) -> tuple[str | None, str | None]:
+        """What identifies a client: two equal connections can share one."""
+        return (self.base_url, self.api_key)
+
+
+async def connect(settings: Settings) -> AsyncOpenAI:
+    """A new SDK client for ``settings``, starting the embedded server if no URL is set.
+
+    The client belongs to the event loop that calls this (its connections do).
+    """
+    if settings.base_url is None:
+        from .server import embedded  # the server's dependencies load only when it is used
+
+        server = await asyncio.to_thread(embedded.start)
+        return AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
+    return AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key or "unset")

@@ -1,0 +1,261 @@
+"""A :class:`Thread`: a conversation, created on the server when it is first used."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import openai
+from openai import AsyncAssistantEventHandler
+from openai.types import FileObject
+from openai.types.beta.threads import Message
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from ._portal import client, on_portal, portal
+from .exceptions import LifecycleError, ThreadBusyError
+from .runs import Run
+
+if TYPE_CHECKING:
+    from .assistants import Assistant
+
+__all__ = ["FileInput", "Thread"]
+
+#: A file to attach: a path, or a file already uploaded (an SDK ``FileObject``).
+FileInput = str | os.PathLike[str] | FileObject
+
+
+class Thread(BaseModel):
+    """A conversation: user messages, and what assistants answered in runs.
+
+    ``Thread()`` is registered on the server lazily, when first used; ``Thread(id=…)``
+    resumes an existing one. As a context manager (``with`` or ``async with``), a thread
+    without id is created on entry and deleted on exit. While a run is active, the thread
+    accepts no messages (:class:`~ipyassistant.exceptions.ThreadBusyError` names the run).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
+
+    id: str | None = None
+    metadata: dict[str, str] = {}
+    tool_resources: dict[str, Any] | None = None
+
+    _lock: asyncio.Lock | None = PrivateAttr(default=None)
+    _depth: int = PrivateAttr(default=0)
+    _created_by_block: bool = PrivateAttr(default=False)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @on_portal
+    async def create_async(self) -> Thread:
+        """Create the thread on the server (an error if it has an id already)."""
+        if self.id is not None:
+            raise LifecycleError(f"thread {self.id} exists already; create() makes new threads")
+        await self._ensure_created()
+        return self
+
+    def create(self) -> Thread:
+        """Create the thread on the server (an error if it has an id already)."""
+        return portal().call(self.create_async())
+
+    @on_portal
+    async def delete_async(self) -> None:
+        """Delete the thread, its messages and runs from the server."""
+        if self.id is None:
+            raise LifecycleError("the thread has not been created, so it cannot be deleted")
+        api = await client()
+        try:
+            await api.beta.threads.delete(self.id)
+        except openai.BadRequestError as exc:
+            busy = ThreadBusyError.from_api_error(exc, self.id, "delete")
+            if busy is None:
+                raise
+            raise busy from exc
+        self.id = None
+        self._created_by_block = False
+
+    def delete(self) -> None:
+        """Delete the thread, its messages and runs from the server."""
+        portal().call(self.delete_async())
+
+    async def _ensure_created(self) -> str:
+        """The thread's id, creating the thread first if needed."""
+        if self.id is not None:
+            return self.id
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.id is None:
+                api = await client()
+                created = await api.beta.threads.create(
+                    metadata=self.metadata or openai.omit,
+                    tool_resources=self.tool_resources or openai.omit,  # type: ignore[arg-type]
+                )
+                self.id = created.id
+            return self.id
+
+    async def __aenter__(self) -> Thread:
+        if self.id is None:
+            await self.create_async()
+            self._created_by_block = True
+        self._depth += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._created_by_block and self.id is not None:
+            await self.delete_async()
+
+    def __enter__(self) -> Thread:
+        return portal().call(self.__aenter__())
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        portal().call(self.__aexit__(exc_type, exc, traceback))
+
+    # -- messages --------------------------------------------------------------------------
+
+    @on_portal
+    async def add_async(
+        self,
+        message: str,
+        code_interpreter_files: Iterable[FileInput] | None = None,
+        image_files: Iterable[FileInput] | None = None,
+    ) -> Message:
+        """Add a user message; files are uploaded and attached (for the code interpreter) or
+        shown (images). Returns the SDK message. Raises ThreadBusyError while a run is active.
+        """
+        api = await client()
+        code_files = [await _upload(api, f, "assistants") for f in code_interpreter_files or ()]
+        images = [await _upload(api, f, "vision") for f in image_files or ()]
+        content: str | list[dict[str, Any]] = message
+        if images:
+            content = [{"type": "text", "text": message}] + [
+                {"type": "image_file", "image_file": {"file_id": image}} for image in images
+            ]
+        attachments = [
+            {"file_id": file_id, "tools": [{"type": "code_interpreter"}]} for file_id in code_files
+        ]
+        thread_id = await self._ensure_created()
+        try:
+            return await api.beta.threads.messages.create(
+                thread_id,
+                role="user",
+                content=content,  # type: ignore[arg-type]
+                attachments=attachments or openai.omit,  # type: ignore[arg-type]
+            )
+        except openai.BadRequestError as exc:
+            busy = ThreadBusyError.from_api_error(exc, thread_id, "add a message to")
+            if busy is None:
+                raise
+            raise busy from exc
+
+    def add(
+        self,
+        message: str,
+        code_interpreter_files: Iterable[FileInput] | None = None,
+        image_files: Iterable[FileInput] | None = None,
+    ) -> Message:
+        """Add a user message; files are uploaded and attached (for the code interpreter) or
+        shown (images). Returns the SDK message. Raises ThreadBusyError while a run is active.
+        """
+        return portal().call(self.add_async(message, code_interpreter_files, image_files))
+
+    @on_portal
+    async def get_messages_async(
+        self,
+        limit: int = 20,
+        before_message: str | None = None,
+        after_message: str | None = None,
+    ) -> list[Message]:
+        """Messages oldest first: the last ``limit`` (1-100) ones, or the ``limit`` just
+        before ``before_message`` and/or just after ``after_message`` (message ids)."""
+        if self.id is None:
+            return []
+        api = await client()
+        if after_message is not None:
+            page = await api.beta.threads.messages.list(
+                self.id,
+                limit=limit,
+                order="asc",
+                after=after_message,
+                before=before_message or openai.omit,
+            )
+            return list(page.data)
+        page = await api.beta.threads.messages.list(
+            self.id, limit=limit, order="desc", after=before_message or openai.omit
+        )
+        return list(reversed(page.data))
+
+    def get_messages(
+        self,
+        limit: int = 20,
+        before_message: str | None = None,
+        after_message: str | None = None,
+    ) -> list[Message]:
+        """Messages oldest first: the last ``limit`` (1-100) ones, or the ``limit`` just
+        before ``before_message`` and/or just after ``after_message`` (message ids)."""
+        return portal().call(self.get_messages_async(limit, before_message, after_message))
+
+    # -- runs ------------------------------------------------------------------------------
+
+    @on_portal
+    async def run_async(
+        self,
+        assistant: Assistant,
+        event_handler_class: type[AsyncAssistantEventHandler] | None = None,
+        event_handler_kwargs: Mapping[str, Any] | None = None,
+        **run_kwargs: Any,
+    ) -> Run:
+        """Run ``assistant`` on this thread and return the finished :class:`Run`.
+
+        Prints nothing unless given an ``event_handler_class`` (e.g. ``PrintHandler``).
+        ``run_kwargs`` are :class:`Run`'s overrides (``model``, ``instructions``,
+        ``additional_instructions``, ``tools``, ``additional_tools``, ``tool_choice``) and
+        any other API run parameter.
+        """
+        run = Run(
+            self,
+            assistant,
+            event_handler_class=event_handler_class,
+            event_handler_kwargs=event_handler_kwargs,
+            **run_kwargs,
+        )
+        return await run.execute_async()
+
+    def run(
+        self,
+        assistant: Assistant,
+        event_handler_class: type[AsyncAssistantEventHandler] | None = None,
+        event_handler_kwargs: Mapping[str, Any] | None = None,
+        **run_kwargs: Any,
+    ) -> Run:
+        """Run ``assistant`` on this thread and return the finished :class:`Run`.
+
+        Prints nothing unless given an ``event_handler_class`` (e.g. ``PrintHandler``).
+        ``run_kwargs`` are :class:`Run`'s overrides (``model``, ``instructions``,
+        ``additional_instructions``, ``tools``, ``additional_tools``, ``tool_choice``) and
+        any other API run parameter.
+        """
+        return portal().call(
+            self.run_async(assistant, event_handler_class, event_handler_kwargs, **run_kwargs)
+        )
+
+
+async def _upload(api: openai.AsyncOpenAI, file: FileInput, purpose: str) -> str:
+    if isinstance(file, FileObject):
+        return file.id
+    uploaded = await api.files.create(file=Path(file), purpose=purpose)  # type: ignore[arg-type]
+    return uploaded.id
