@@ -10,6 +10,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -18,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db, objects
+from .code_interpreter import CodeInterpreter
 from .config import ServerConfig
 from .engine import RunEngine
 from .errors import APIError, AuthenticationError, InvalidRequest, NotFound
@@ -43,7 +45,8 @@ log = logging.getLogger("ipyassistant.server")
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Annotated[Literal["asc", "desc"], Query()]
-FILE_PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
+# The purposes a client may upload with (the file schema's enum, less the server-made ones).
+FILE_PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune")
 
 
 def _deleted(kind: str, object_id: str) -> dict[str, Any]:
@@ -69,9 +72,9 @@ def _body_path(parts: list[int | str], node: Any) -> list[int | str]:
 def _param(loc: tuple[int | str, ...], body: Any = None) -> str | None:
     """A pydantic error location as the ``param`` OpenAI reports: ``tools[0].function.name``."""
     parts = list(loc)
-    if parts and parts[0] == "body":
+    if parts and parts[0] == "body" and isinstance(body, dict | list):  # JSON, not a form
         parts = _body_path(parts[1:], body)
-    elif parts and parts[0] in ("query", "path", "header"):
+    elif parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     out = ""
     for part in parts:
@@ -98,14 +101,15 @@ def _check_tools(tools: list[dict[str, Any]], param: str) -> None:
 
 
 async def _check_files(tx: Tx, message: CreateMessage, param: str) -> None:
+    prefix = f"{param}." if param else ""  # the message is the whole body: no prefix
     for i, attachment in enumerate(message.attachments or []):
         if not await tx.exists("file", attachment.file_id):
-            raise NotFound.of("file", attachment.file_id, f"{param}.attachments[{i}].file_id")
+            raise NotFound.of("file", attachment.file_id, f"{prefix}attachments[{i}].file_id")
     if isinstance(message.content, list):
         for i, part in enumerate(message.content):
             if part.type == "image_file" and not await tx.exists("file", part.image_file.file_id):
                 raise NotFound.of(
-                    "file", part.image_file.file_id, f"{param}.content[{i}].image_file.file_id"
+                    "file", part.image_file.file_id, f"{prefix}content[{i}].image_file.file_id"
                 )
 
 
@@ -127,13 +131,20 @@ class Server:
         self.store = Store.from_url(config.resolved_database_url)
         self.files = FileStore(config.files_dir)
         self.engine = RunEngine(self.store, self.files, config)
+        self.code_interpreter = CodeInterpreter(config, self.files, self.store)
+        self.engine.code_runner = self.code_interpreter
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.engine.start()
+        await self.code_interpreter.start()  # the warm pool fills in the background
 
     async def stop(self) -> None:
-        await self.engine.stop()
+        try:
+            await self.engine.stop()
+        finally:
+            # After the runs have stopped: no kernel process outlives the server.
+            await self.code_interpreter.stop()
         await close_providers()
         await self.store.close()
 
@@ -464,6 +475,8 @@ def _routes(server: Server) -> APIRouter:
     async def delete_thread(thread_id: str) -> dict[str, Any]:
         async with store.tx() as tx:
             await tx.delete_thread(thread_id)
+        # The thread's kernel and working directory go with it.
+        await server.code_interpreter.discard_thread(thread_id, remove_files=True)
         return _deleted("thread", thread_id)
 
     @router.get("/threads/{thread_id}/runs")
@@ -558,7 +571,10 @@ def _routes(server: Server) -> APIRouter:
             )
         file_id = new_id("file")
         size = files.write(file_id, file.file)
-        row = objects.file_object(file_id, file.filename or "upload", size, purpose)
+        # Keep only the last part of a client's path: a client that saves downloads under
+        # this name must not be led outside its folder.
+        filename = PurePosixPath((file.filename or "").replace("\\", "/")).name or "upload"
+        row = objects.file_object(file_id, filename, size, purpose)
         try:
             async with store.tx() as tx:
                 return await tx.insert("file", row)

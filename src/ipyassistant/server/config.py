@@ -29,6 +29,16 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs to know; build it with :meth:`from_env`.
@@ -48,6 +58,24 @@ class ServerConfig:
     #: How often a worker writes its heartbeat and looks for dead workers' runs.
     heartbeat_seconds: float = 2.0
 
+    # -- the code interpreter (see server/kernels.py) --
+    #: The Python that runs code-interpreter kernels (it needs ipykernel); None: this one.
+    code_python: str | None = None
+    #: Wall-clock limit of one execution; past it the kernel is interrupted.
+    code_timeout_seconds: float = 60.0
+    #: How long an interrupted kernel may take to stop before it is killed and replaced.
+    code_interrupt_grace_seconds: float = 5.0
+    #: Memory cap of each kernel (an rlimit on its data segment); 0: no cap.
+    code_memory_mb: int = 2048
+    #: The logs of one execution are cut to this many characters (head and tail kept).
+    code_output_chars: int = 20_000
+    #: Kernels that belong to threads at once; the least recently used idle one makes room.
+    code_max_kernels: int = 8
+    #: A thread's kernel idle this long is shut down (its files stay).
+    code_kernel_ttl_seconds: float = 3600.0
+    #: Kernels kept started ahead of need, so a thread's first execution does not wait.
+    code_warm_kernels: int = 1
+
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
         """Read ``IPYASSISTANT_*`` variables; keyword arguments that are not ``None`` win."""
@@ -58,6 +86,14 @@ class ServerConfig:
             run_expiry_seconds=_env_float("IPYASSISTANT_RUN_EXPIRY", 600.0),
             worker_lease_seconds=_env_float("IPYASSISTANT_WORKER_LEASE", 10.0),
             heartbeat_seconds=_env_float("IPYASSISTANT_HEARTBEAT", 2.0),
+            code_python=os.environ.get("IPYASSISTANT_CODE_PYTHON") or None,
+            code_timeout_seconds=_env_float("IPYASSISTANT_CODE_TIMEOUT", 60.0),
+            code_interrupt_grace_seconds=_env_float("IPYASSISTANT_CODE_INTERRUPT_GRACE", 5.0),
+            code_memory_mb=_env_int("IPYASSISTANT_CODE_MEMORY_MB", 2048),
+            code_output_chars=_env_int("IPYASSISTANT_CODE_OUTPUT_CHARS", 20_000),
+            code_max_kernels=_env_int("IPYASSISTANT_CODE_MAX_KERNELS", 8),
+            code_kernel_ttl_seconds=_env_float("IPYASSISTANT_CODE_KERNEL_TTL", 3600.0),
+            code_warm_kernels=_env_int("IPYASSISTANT_CODE_WARM_KERNELS", 1),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:
@@ -67,6 +103,11 @@ class ServerConfig:
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def code_dir(self) -> Path:
+        """The code interpreter's working directories, one per thread."""
+        return self.data_dir / "code_interpreter"
 
     @property
     def resolved_database_url(self) -> str:

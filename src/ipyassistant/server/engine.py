@@ -750,7 +750,8 @@ class RunEngine:
             output = await self.code_runner.run_code(seg.run, call["code_interpreter"]["input"])
         except asyncio.CancelledError:
             if run_id in self._stop and task is not None:
-                task.uncancel()
+                if hasattr(task, "uncancel"):  # Python >= 3.11
+                    task.uncancel()
                 raise _Stopped from None
             raise
         finally:
