@@ -32,6 +32,9 @@ def _no_network() -> Iterator[None]:
     socket.socket.connect = guarded  # type: ignore[method-assign]
     os.environ.pop("OPENAI_API_KEY", None)
     os.environ.pop("OPENAI_BASE_URL", None)
+    # Deterministic by default, whatever models this machine has; tests that are about the
+    # default model change it themselves.
+    os.environ["IPYASSISTANT_MODEL"] = "test"
     yield
     socket.socket.connect = real_connect  # type: ignore[method-assign]
 

@@ -32,11 +32,15 @@ DEFAULT_MODEL = "test"
 
 
 def default_model() -> str:
-    """The model of an assistant that names none: ``IPYASSISTANT_MODEL``, else ``test``.
+    """The model of an assistant that names none, announced once per process.
 
-    This is the one place that decides the default model.
+    In order: ``IPYASSISTANT_MODEL`` if set; else ``openai:gpt-4o-mini`` when
+    ``OPENAI_API_KEY`` is set; else ``local`` when the ``local`` extra is installed; else
+    ``test``. The order lives in :mod:`ipyassistant.server.models.defaults`.
     """
-    return os.environ.get("IPYASSISTANT_MODEL") or DEFAULT_MODEL
+    from .server.models.defaults import default_model as choose
+
+    return choose()
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,17 @@ import openai
 import pytest
 
 from ipyassistant import Assistant, Thread
+from ipyassistant.server.models.local import local_available
 from ipyassistant.settings import DEFAULT_MODEL, Settings, default_model
 
 
-def test_the_default_model_is_test_unless_the_environment_says_otherwise(monkeypatch):
+def test_the_default_model_follows_the_documented_order(monkeypatch):
     monkeypatch.delenv("IPYASSISTANT_MODEL", raising=False)
-    assert default_model() == DEFAULT_MODEL == "test"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # Without settings: the local model when its extra is installed, else the test model.
+    assert default_model() == ("local" if local_available() else DEFAULT_MODEL)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    assert default_model() == "openai:gpt-4o-mini"
     monkeypatch.setenv("IPYASSISTANT_MODEL", "openai:gpt-4o-mini")
     assert default_model() == "openai:gpt-4o-mini"
     assert Settings.from_env().model == "openai:gpt-4o-mini"

