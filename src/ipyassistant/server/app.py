@@ -37,14 +37,34 @@ from .schemas import (
     ModifyThread,
     SubmitToolOutputs,
 )
-from .store import Store, Tx, new_id, now
+from .store import Cursor, Store, Tx, new_id, now
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("ipyassistant.server")
 
-Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Annotated[Literal["asc", "desc"], Query()]
+
+
+def _cursor(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Order = "desc",
+    after: str | None = None,
+    before: str | None = None,
+) -> Cursor:
+    """The query parameters every list endpoint takes."""
+    return Cursor(limit, order, after, before)
+
+
+Page = Annotated[Cursor, Depends(_cursor)]
+
+
+def _sse(events: EventStream) -> StreamingResponse:
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
 # The purposes a client may upload with (the file schema's enum, less the server-made ones).
 FILE_PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune")
 
@@ -267,19 +287,13 @@ def _routes(server: Server) -> APIRouter:
             return await tx.insert("assistant", assistant)
 
     @router.get("/assistants")
-    async def list_assistants(
-        limit: Limit = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> dict[str, Any]:
-        async with store.tx() as tx:
-            page = await tx.page("assistant", limit=limit, order=order, after=after, before=before)
-        return page.body()
+    async def list_assistants(page: Page) -> dict[str, Any]:
+        async with store.read() as tx:
+            return (await tx.page("assistant", page)).body()
 
     @router.get("/assistants/{assistant_id}")
     async def get_assistant(assistant_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             return await tx.get("assistant", assistant_id)
 
     @router.post("/assistants/{assistant_id}")
@@ -331,22 +345,14 @@ def _routes(server: Server) -> APIRouter:
 
     @router.get("/threads/{thread_id}/messages")
     async def list_messages(
-        thread_id: str,
-        limit: Limit = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-        run_id: str | None = None,
+        thread_id: str, page: Page, run_id: str | None = None
     ) -> dict[str, Any]:
         where = [db.messages.c.thread_id == thread_id]
         if run_id is not None:
             where.append(db.messages.c.run_id == run_id)
-        async with store.tx() as tx:
+        async with store.read() as tx:
             await tx.get("thread", thread_id)
-            page = await tx.page(
-                "message", where=where, limit=limit, order=order, after=after, before=before
-            )
-        return page.body()
+            return (await tx.page("message", page, where=where)).body()
 
     async def get_own(tx: Tx, kind: str, object_id: str, thread_id: str) -> dict[str, Any]:
         obj = await tx.get(kind, object_id)
@@ -356,7 +362,7 @@ def _routes(server: Server) -> APIRouter:
 
     @router.get("/threads/{thread_id}/messages/{message_id}")
     async def get_message(thread_id: str, message_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             return await get_own(tx, "message", message_id, thread_id)
 
     @router.post("/threads/{thread_id}/messages/{message_id}")
@@ -434,9 +440,7 @@ def _routes(server: Server) -> APIRouter:
             return run
         events = EventStream()
         engine.launch(run, events, prelude)
-        return StreamingResponse(
-            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
+        return _sse(events)
 
     @router.post("/threads/{thread_id}/runs")
     async def create_run(thread_id: str, body: CreateRun) -> Any:
@@ -458,7 +462,7 @@ def _routes(server: Server) -> APIRouter:
     # Registered after POST /threads/runs, which it would otherwise shadow.
     @router.get("/threads/{thread_id}")
     async def get_thread(thread_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             return await tx.get("thread", thread_id)
 
     @router.post("/threads/{thread_id}")
@@ -480,28 +484,14 @@ def _routes(server: Server) -> APIRouter:
         return _deleted("thread", thread_id)
 
     @router.get("/threads/{thread_id}/runs")
-    async def list_runs(
-        thread_id: str,
-        limit: Limit = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def list_runs(thread_id: str, page: Page) -> dict[str, Any]:
+        async with store.read() as tx:
             await tx.get("thread", thread_id)
-            page = await tx.page(
-                "run",
-                where=[db.runs.c.thread_id == thread_id],
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-            )
-        return page.body()
+            return (await tx.page("run", page, where=[db.runs.c.thread_id == thread_id])).body()
 
     @router.get("/threads/{thread_id}/runs/{run_id}")
     async def get_run(thread_id: str, run_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             return await get_own(tx, "run", run_id, thread_id)
 
     @router.post("/threads/{thread_id}/runs/{run_id}")
@@ -525,34 +515,17 @@ def _routes(server: Server) -> APIRouter:
             return await engine.submit_tool_outputs(thread_id, run_id, outputs, NO_EVENTS)
         events = EventStream()
         await engine.submit_tool_outputs(thread_id, run_id, outputs, events)
-        return StreamingResponse(
-            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
+        return _sse(events)
 
     @router.get("/threads/{thread_id}/runs/{run_id}/steps")
-    async def list_steps(
-        thread_id: str,
-        run_id: str,
-        limit: Limit = 20,
-        order: Order = "desc",
-        after: str | None = None,
-        before: str | None = None,
-    ) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def list_steps(thread_id: str, run_id: str, page: Page) -> dict[str, Any]:
+        async with store.read() as tx:
             await get_own(tx, "run", run_id, thread_id)
-            page = await tx.page(
-                "run_step",
-                where=[db.run_steps.c.run_id == run_id],
-                limit=limit,
-                order=order,
-                after=after,
-                before=before,
-            )
-        return page.body()
+            return (await tx.page("run_step", page, where=[db.run_steps.c.run_id == run_id])).body()
 
     @router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
     async def get_step(thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             step = await get_own(tx, "run_step", step_id, thread_id)
         if step["run_id"] != run_id:
             raise NotFound.of("run step", step_id)
@@ -591,12 +564,12 @@ def _routes(server: Server) -> APIRouter:
     ) -> dict[str, Any]:
         where = [db.files.c.purpose == purpose] if purpose else []
         async with store.tx() as tx:
-            page = await tx.page("file", where=where, limit=limit, order=order, after=after)
+            page = await tx.page("file", Cursor(limit, order, after, None), where=where)
         return page.body()
 
     @router.get("/files/{file_id}")
     async def get_file(file_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             return await tx.get("file", file_id)
 
     @router.delete("/files/{file_id}")
@@ -609,7 +582,7 @@ def _routes(server: Server) -> APIRouter:
 
     @router.get("/files/{file_id}/content")
     async def file_content(file_id: str) -> Response:
-        async with store.tx() as tx:
+        async with store.read() as tx:
             row = await tx.get("file", file_id)
         path = files.path(file_id)
         if not path.exists():

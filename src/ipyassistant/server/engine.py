@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import db, objects
+from . import objects
 from .config import ServerConfig
 from .errors import InvalidRequest
 from .events import NO_EVENTS, EventSink
@@ -208,11 +208,19 @@ class RunEngine:
             remote_cancels = await tx.cancelling_runs(self.worker_id)
             # Our own runs with no task (their task died before it could end them): end them
             # when seen twice in a row, since a run is saved a moment before its task starts.
-            lost = {r["id"]: r for r in await tx.worker_runs(self.worker_id) if r["id"] not in self._tasks}
+            lost = {
+                r["id"]: r
+                for r in await tx.worker_runs(self.worker_id)
+                if r["id"] not in self._tasks
+            }
             for run_id in lost.keys() & self._suspects:
                 log.warning("failing run %s: its task ended without ending it", run_id)
                 await self._finish(
-                    tx, lost[run_id], "failed", NO_EVENTS, error=("server_error", "The run stopped unexpectedly.")
+                    tx,
+                    lost[run_id],
+                    "failed",
+                    NO_EVENTS,
+                    error=("server_error", "The run stopped unexpectedly."),
                 )
             self._suspects = set(lost)
         for run_id in remote_cancels:
@@ -366,9 +374,7 @@ class RunEngine:
         run = seg.run
         async with self.store.read() as tx:
             messages = await tx.thread_messages(run["thread_id"])
-            steps = await tx.page(
-                "run_step", where=[_step_of(run["id"])], limit=10_000, order="asc"
-            )
+            steps = await tx.run_steps(run["id"])
             note = ""
             if self.code_runner is not None and _has_code_interpreter(run):
                 note = await self.code_runner.prepare(run, tx)
@@ -379,7 +385,7 @@ class RunEngine:
         truncation = run["truncation_strategy"] or {}
         if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
             history = history[-truncation["last_messages"] :]
-        own = self._own_messages(steps.data, {m["id"]: m for m in messages})
+        own = self._own_messages(steps, {m["id"]: m for m in messages})
         prompt = [ChatMessage("system", system)] if system else []
         limit = run["max_prompt_tokens"]
         while True:
@@ -985,10 +991,6 @@ class RunEngine:
         await tx.unlock_thread(run["thread_id"], run["id"])
         sink.emit(f"thread.run.{status}", run)
         return True
-
-
-def _step_of(run_id: str) -> Any:
-    return db.run_steps.c.run_id == run_id
 
 
 def _has_code_interpreter(run: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import db
 from .errors import InvalidRequest, NotFound, ThreadBusy
 
-__all__ = ["ACTIVE_RUN_STATUSES", "Page", "Store", "Tx", "new_id", "now"]
+__all__ = ["ACTIVE_RUN_STATUSES", "Cursor", "Page", "Store", "Tx", "new_id", "now"]
 
 ID_PREFIXES = {
     "assistant": "asst_",
@@ -61,6 +62,16 @@ def _columns(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     elif kind == "file":
         cols.update(purpose=obj["purpose"])
     return cols
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Which page of a list: at most ``limit`` objects in ``order``, after/before an id."""
+
+    limit: int = 20
+    order: str = "desc"
+    after: str | None = None
+    before: str | None = None
 
 
 class Page:
@@ -138,28 +149,22 @@ class Tx:
         return bool(result.rowcount)
 
     async def page(
-        self,
-        kind: str,
-        *,
-        where: Sequence[sa.ColumnElement[bool]] = (),
-        limit: int = 20,
-        order: str = "desc",
-        after: str | None = None,
-        before: str | None = None,
+        self, kind: str, cursor: Cursor, *, where: Sequence[sa.ColumnElement[bool]] = ()
     ) -> Page:
         """A page in ``order`` of insertion; ``after``/``before`` are object ids (cursors)."""
+        limit, order, after, before = cursor.limit, cursor.order, cursor.after, cursor.before
         table = db.TABLES[kind]
         query = sa.select(table.c.data).where(*where)
         descending = order == "desc"
-        for cursor, param, forward in ((after, "after", True), (before, "before", False)):
-            if cursor is None:
+        for object_id, param, forward in ((after, "after", True), (before, "before", False)):
+            if object_id is None:
                 continue
             seq = (
-                await self.conn.execute(sa.select(table.c.seq).where(table.c.id == cursor))
+                await self.conn.execute(sa.select(table.c.seq).where(table.c.id == object_id))
             ).scalar()
             if seq is None:
                 raise InvalidRequest(
-                    f"No {_NAMES.get(kind, kind)} found with id '{cursor}' for '{param}'.",
+                    f"No {_NAMES.get(kind, kind)} found with id '{object_id}' for '{param}'.",
                     param=param,
                 )
             # "after" moves on in the list's order, "before" moves back.
@@ -225,13 +230,17 @@ class Tx:
         )
         return [dict(r[0]) for r in rows]
 
-    async def open_steps(self, run_id: str) -> list[dict[str, Any]]:
+    async def run_steps(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's steps, in the order they were created."""
         rows = await self.conn.execute(
             sa.select(db.run_steps.c.data)
             .where(db.run_steps.c.run_id == run_id)
             .order_by(db.run_steps.c.seq)
         )
-        return [dict(r[0]) for r in rows if r[0]["status"] == "in_progress"]
+        return [dict(r[0]) for r in rows]
+
+    async def open_steps(self, run_id: str) -> list[dict[str, Any]]:
+        return [s for s in await self.run_steps(run_id) if s["status"] == "in_progress"]
 
     async def open_messages(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self.conn.execute(
