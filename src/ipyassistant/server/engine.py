@@ -21,8 +21,9 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import objects
 from .config import ServerConfig
@@ -48,6 +49,7 @@ from .store import ACTIVE_RUN_STATUSES, Store, Tx, new_id, now
 __all__ = ["CodeOutput", "CodeRunner", "RunEngine"]
 
 log = logging.getLogger("ipyassistant.server")
+T = TypeVar("T")
 
 _STEP_EVENT = {
     "cancelled": "cancelled",
@@ -140,8 +142,8 @@ class RunEngine:
         self.code_runner: CodeRunner | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop: dict[str, str] = {}
-        self._in_model: set[str] = set()
-        self._in_code: set[str] = set()
+        #: Runs awaiting a model call or a code execution, which a stop may cancel.
+        self._interruptible: set[str] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self._suspects: set[str] = set()
 
@@ -242,8 +244,8 @@ class RunEngine:
         if task is None or run_id in self._stop:
             return
         self._stop[run_id] = reason
-        if run_id in self._in_model or run_id in self._in_code:
-            task.cancel()  # interrupts only a model call or code; see _stream_model, _run_code
+        if run_id in self._interruptible:
+            task.cancel()  # interrupts only that await; see _interruptible_await
 
     async def cancel(self, thread_id: str, run_id: str) -> dict[str, Any]:
         """Cancel a run: ``cancelling`` until its task stops, or ``cancelled`` at once if idle."""
@@ -326,6 +328,28 @@ class RunEngine:
     def _check(self, run_id: str) -> None:
         if run_id in self._stop:
             raise _Stopped
+
+    async def _interruptible_await(self, run_id: str, awaitable: Awaitable[T]) -> T:
+        """Await a model call or a code execution, which a stop request may cancel.
+
+        Only this await is cancelled (see :meth:`_signal`), never a database write; the
+        ``CancelledError`` becomes :class:`_Stopped` and the run goes on to end itself.
+        """
+        # A stop requested while we were elsewhere (e.g. in a database write) did not cancel
+        # the task: honour it before waiting again.
+        self._check(run_id)
+        self._interruptible.add(run_id)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if run_id in self._stop and task is not None:
+                if hasattr(task, "uncancel"):  # Python >= 3.11
+                    task.uncancel()
+                raise _Stopped from None
+            raise
+        finally:
+            self._interruptible.discard(run_id)
 
     async def _save(self, seg: _Segment, **changes: Any) -> None:
         """Write changes to the run, unless someone else changed its status meanwhile."""
@@ -540,26 +564,12 @@ class RunEngine:
         finish = "stop"
         usage = _usage()
         stream = provider.stream(request).__aiter__()
-        task = asyncio.current_task()
         try:
             while True:
-                # A stop requested while we were not in the model (e.g. during a database
-                # write) did not cancel the task; honour it before waiting on the model again.
-                self._check(run_id)
-                self._in_model.add(run_id)
                 try:
-                    event = await stream.__anext__()
+                    event = await self._interruptible_await(run_id, stream.__anext__())
                 except StopAsyncIteration:
                     break
-                except asyncio.CancelledError:
-                    if run_id in self._stop and task is not None:
-                        # Only the model call was cancelled; the run goes on to end itself.
-                        if hasattr(task, "uncancel"):  # Python >= 3.11
-                            task.uncancel()
-                        raise _Stopped from None
-                    raise
-                finally:
-                    self._in_model.discard(run_id)
                 self._check(run_id)
                 if isinstance(event, TextDelta):
                     if not event.text:
@@ -747,21 +757,11 @@ class RunEngine:
 
     async def _run_code(self, seg: _Segment, step: dict[str, Any], call: dict[str, Any]) -> None:
         assert self.code_runner is not None
-        run_id = seg.run["id"]
-        task = asyncio.current_task()
         # Like a model call, the execution is cancellable: a cancelled run (or a server
         # shutdown) cancels this task, which makes the runner interrupt the kernel.
-        self._in_code.add(run_id)
-        try:
-            output = await self.code_runner.run_code(seg.run, call["code_interpreter"]["input"])
-        except asyncio.CancelledError:
-            if run_id in self._stop and task is not None:
-                if hasattr(task, "uncancel"):  # Python >= 3.11
-                    task.uncancel()
-                raise _Stopped from None
-            raise
-        finally:
-            self._in_code.discard(run_id)
+        output = await self._interruptible_await(
+            seg.run["id"], self.code_runner.run_code(seg.run, call["code_interpreter"]["input"])
+        )
         outputs: list[dict[str, Any]] = []
         if output.logs:
             outputs.append({"type": "logs", "logs": output.logs})
