@@ -312,13 +312,24 @@ class RunEngine:
         *,
         error: tuple[str, str] | None = None,
         reason: str | None = None,
+        message: tuple[str, dict[str, int]] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> None:
-        """End the run with ``status``, from whatever state the database holds now."""
+        """End the run with ``status``, from whatever state the database holds now.
+
+        ``message`` (status, step usage) finishes the open message first, in the same
+        transaction; otherwise an open message keeps its text and ends ``incomplete``.
+        ``usage`` is the run's usage, if it changed.
+        """
         async with self.store.tx() as tx:
             run = await tx.get("run", seg.run["id"])
             if run["status"] not in ACTIVE_RUN_STATUSES:
                 return
-            if seg.message is not None:
+            if usage is not None:
+                run["usage"] = usage
+            if seg.message is not None and message is not None:
+                await self._close_message(seg, *message, tx=tx)
+            elif seg.message is not None:
                 seg.message["content"] = self._content(seg)
                 await tx.update("message", seg.message)
             if not await self._finish(tx, run, status, seg.sink, error=error, reason=reason):
@@ -375,10 +386,7 @@ class RunEngine:
                 return
             first_call = False
             step, calls = await self._stream_model(seg, provider, request)
-            if run["status"] != "in_progress":
-                return
-            if step is None:
-                await self._end(seg, "completed")
+            if step is None:  # the run has ended
                 return
             functions = [c for c in calls if c["type"] == "function"]
             code = [c for c in calls if c["type"] == "code_interpreter"]
@@ -599,16 +607,19 @@ class RunEngine:
                 await stream.aclose()  # type: ignore[attr-defined]
 
         truncated = finish == "length"
-        if seg.message is not None:
-            await self._close_message(
-                seg, "incomplete" if truncated else "completed", None if step else usage
+        run_usage = _add_usage(run.get("usage"), usage)
+        if step is None or truncated:
+            # Text only (or cut short): the run ends with this call, in one transaction with
+            # its message. (Text before tool calls was closed when the first call arrived.)
+            await self._end(
+                seg,
+                "incomplete" if truncated else "completed",
+                reason="max_completion_tokens" if truncated else None,
+                message=("incomplete" if truncated else "completed", usage),
+                usage=run_usage,
             )
-        await self._save(seg, usage=_add_usage(run.get("usage"), usage))
-        if truncated:
-            await self._end(seg, "incomplete", reason="max_completion_tokens")
             return None, []
-        if step is None:
-            return None, []
+        await self._save(seg, usage=run_usage)
         step["usage"] = usage
         for call in calls:
             self._finish_call(run, call)
@@ -725,8 +736,9 @@ class RunEngine:
         return content
 
     async def _close_message(
-        self, seg: _Segment, status: str, usage: dict[str, int] | None
+        self, seg: _Segment, status: str, usage: dict[str, int] | None, tx: Tx | None = None
     ) -> None:
+        """Finish the open message and its step (in ``tx``, or a transaction of its own)."""
         message, step = seg.message, seg.message_step
         assert message is not None and step is not None
         self._cite_saved_files(seg)
@@ -739,7 +751,9 @@ class RunEngine:
             message["incomplete_at"] = t
             message["incomplete_details"] = {"reason": "max_tokens"}
         step.update(status="completed", completed_at=t, usage=usage or _usage())
-        async with self.store.tx() as tx:
+        async with contextlib.AsyncExitStack() as stack:
+            if tx is None:
+                tx = await stack.enter_async_context(self.store.tx())
             await tx.update("message", message)
             await tx.update("run_step", step)
         seg.message = seg.message_step = None
