@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._version import __version__
 from .assistants import Assistant
 from .exceptions import EndRun
@@ -25,3 +27,17 @@ __all__ = [
     "pprint_run",
     "pprint_steps",
 ]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext ipyassistant``: register the ``%%assistant`` and ``%assistant`` magics."""
+    from .jupyter.magics import load_ipython_extension as load  # IPython loads only here
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext ipyassistant``: remove the magics again."""
+    from .jupyter.magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import openai
 from openai import AsyncAssistantEventHandler
@@ -35,7 +35,45 @@ from .settings import default_model
 from .threads import FileInput, Thread
 from .tools import FunctionTool, Tool, as_tools
 
-__all__ = ["Assistant", "Lifecycle"]
+__all__ = ["DEFAULT_HANDLER", "Assistant", "DefaultHandler", "Lifecycle", "choose_handler"]
+
+
+class DefaultHandler:
+    """The type of :data:`DEFAULT_HANDLER`, ``say()``'s default ``event_handler_class``.
+
+    It stands for "show the run where it runs": in a notebook a live ``RunView``
+    (``ipyassistant.jupyter.WidgetHandler``, its view displayed in the calling cell), elsewhere
+    :class:`~ipyassistant.PrintHandler`. ``event_handler_kwargs`` that only PrintHandler takes
+    (``print_messages``, ``print_steps``, ``console``) choose PrintHandler in a notebook too.
+    :func:`choose_handler` decides.
+    """
+
+    def __repr__(self) -> str:
+        return "DEFAULT_HANDLER"
+
+
+#: ``say()``'s default handler: a RunView in a notebook, else PrintHandler (see DefaultHandler).
+DEFAULT_HANDLER: Final = DefaultHandler()
+
+HandlerClass = type[AsyncAssistantEventHandler] | None
+
+
+def choose_handler(
+    handler_class: HandlerClass | DefaultHandler,
+    handler_kwargs: Mapping[str, Any] | None,
+) -> tuple[HandlerClass, Mapping[str, Any] | None]:
+    """The handler class and kwargs to use; the one place that resolves ``DEFAULT_HANDLER``.
+
+    Call it in the thread that runs the cell: in a notebook it displays the run's view there.
+    """
+    if not isinstance(handler_class, DefaultHandler):
+        return handler_class, handler_kwargs
+    from .jupyter.display import notebook_handler  # cheap: widgets load only in a notebook
+
+    chosen = notebook_handler(handler_kwargs)
+    if chosen is not None:
+        return chosen
+    return PrintHandler, handler_kwargs
 
 
 class Lifecycle(enum.Enum):
@@ -103,12 +141,11 @@ class Assistant(BaseModel):
 
     # -- talking ---------------------------------------------------------------------------
 
-    @on_portal
     async def say_async(
         self,
         message: str,
         thread: Thread | None = None,
-        event_handler_class: type[AsyncAssistantEventHandler] | None = PrintHandler,
+        event_handler_class: HandlerClass | DefaultHandler = DEFAULT_HANDLER,
         event_handler_kwargs: Mapping[str, Any] | None = None,
         code_interpreter_files: Iterable[FileInput] | None = None,
         image_files: Iterable[FileInput] | None = None,
@@ -116,12 +153,68 @@ class Assistant(BaseModel):
     ) -> Run:
         """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
 
-        Saying again continues the conversation. The reply is printed by ``PrintHandler``
-        (``event_handler_class=None`` prints nothing; ``event_handler_kwargs=dict(
+        Saying again continues the conversation. The run is shown as it streams: in a
+        notebook as a live view, elsewhere printed by ``PrintHandler`` (``DEFAULT_HANDLER``;
+        ``event_handler_class=None`` shows nothing; ``event_handler_kwargs=dict(
         print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
         ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
         the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
         """
+        handler_class, handler_kwargs = choose_handler(event_handler_class, event_handler_kwargs)
+        return await self._say(
+            message,
+            thread,
+            handler_class,
+            handler_kwargs,
+            code_interpreter_files,
+            image_files,
+            run_kwargs,
+        )
+
+    def say(
+        self,
+        message: str,
+        thread: Thread | None = None,
+        event_handler_class: HandlerClass | DefaultHandler = DEFAULT_HANDLER,
+        event_handler_kwargs: Mapping[str, Any] | None = None,
+        code_interpreter_files: Iterable[FileInput] | None = None,
+        image_files: Iterable[FileInput] | None = None,
+        **run_kwargs: Any,
+    ) -> Run:
+        """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
+
+        Saying again continues the conversation. The run is shown as it streams: in a
+        notebook as a live view, elsewhere printed by ``PrintHandler`` (``DEFAULT_HANDLER``;
+        ``event_handler_class=None`` shows nothing; ``event_handler_kwargs=dict(
+        print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
+        ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
+        the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
+        """
+        # Chosen here, in the caller's thread: a notebook view must be displayed from it.
+        handler_class, handler_kwargs = choose_handler(event_handler_class, event_handler_kwargs)
+        return portal().call(
+            self._say(
+                message,
+                thread,
+                handler_class,
+                handler_kwargs,
+                code_interpreter_files,
+                image_files,
+                run_kwargs,
+            )
+        )
+
+    @on_portal
+    async def _say(
+        self,
+        message: str,
+        thread: Thread | None,
+        event_handler_class: HandlerClass,
+        event_handler_kwargs: Mapping[str, Any] | None,
+        code_interpreter_files: Iterable[FileInput] | None,
+        image_files: Iterable[FileInput] | None,
+        run_kwargs: dict[str, Any],
+    ) -> Run:
         thread = self.default_thread if thread is None else thread
         run = Run(
             thread,
@@ -136,36 +229,6 @@ class Assistant(BaseModel):
         )
         run._preamble.append(user_message)
         return await run.execute_async()
-
-    def say(
-        self,
-        message: str,
-        thread: Thread | None = None,
-        event_handler_class: type[AsyncAssistantEventHandler] | None = PrintHandler,
-        event_handler_kwargs: Mapping[str, Any] | None = None,
-        code_interpreter_files: Iterable[FileInput] | None = None,
-        image_files: Iterable[FileInput] | None = None,
-        **run_kwargs: Any,
-    ) -> Run:
-        """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
-
-        Saying again continues the conversation. The reply is printed by ``PrintHandler``
-        (``event_handler_class=None`` prints nothing; ``event_handler_kwargs=dict(
-        print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
-        ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
-        the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
-        """
-        return portal().call(
-            self.say_async(
-                message,
-                thread,
-                event_handler_class,
-                event_handler_kwargs,
-                code_interpreter_files,
-                image_files,
-                **run_kwargs,
-            )
-        )
 
     def chat(self, thread: Thread | None = None, **say_kwargs: Any) -> None:
         """Talk with the assistant in the terminal until you enter ``exit`` (or press Ctrl-D).

@@ -19,6 +19,13 @@ import openai
 from openai import AssistantEventHandler, AsyncAssistantEventHandler
 from openai.lib.streaming import AsyncAssistantStreamManager
 from openai.types.beta import AssistantStreamEvent
+from openai.types.beta.assistant_stream_event import (
+    ThreadRunCancelled,
+    ThreadRunCompleted,
+    ThreadRunExpired,
+    ThreadRunFailed,
+    ThreadRunIncomplete,
+)
 from openai.types.beta.threads import Message
 from openai.types.beta.threads import Run as RunObject
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
@@ -39,6 +46,14 @@ __all__ = ["TERMINAL_STATUSES", "Run"]
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 #: How long a cancelled run may take to reach ``cancelled`` before we stop waiting.
 CANCEL_DEADLINE_SECONDS = 30.0
+#: The stream event of each terminal status (given to a handler whose stream closed early).
+_RUN_ENDED: dict[str, Any] = {
+    "completed": ThreadRunCompleted,
+    "failed": ThreadRunFailed,
+    "cancelled": ThreadRunCancelled,
+    "expired": ThreadRunExpired,
+    "incomplete": ThreadRunIncomplete,
+}
 
 
 class Run:
@@ -54,7 +69,11 @@ class Run:
 
     ``event_handler_class`` follows the stream: any ``openai.AsyncAssistantEventHandler``
     subclass, constructed with ``event_handler_kwargs`` once per stream; ``None`` (the default
-    here) shows nothing.
+    here) shows nothing. When the client ends a run early (an interrupt, ``EndRun``), its stream
+    is closed before the server's final run event: the last handler then gets the final run
+    through ``on_event`` (e.g. ``thread.run.cancelled``), followed by ``on_end``.
+
+    In a notebook a run displays as a view of its messages and tool calls.
 
     After execution: ``run`` is the SDK's run object, ``messages`` and ``steps`` what the run
     created (in order), and ``data`` what a tool passed to :class:`~ipyassistant.EndRun`.
@@ -94,11 +113,20 @@ class Run:
         self._steps: dict[str, RunStep] = {}
         #: Messages shown to the first handler before the stream (``say`` shows the user's).
         self._preamble: list[Message] = []
+        #: The handler of the latest stream (it is told how the run ended, see above).
+        self._handler: AsyncAssistantEventHandler | None = None
 
     def __repr__(self) -> str:
         run_id = self.run.id if self.run else None
         status = self.run.status if self.run else "not started"
         return f"Run(id={run_id!r}, status={status!r}, thread_id={self.thread.id!r})"
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        from .jupyter.display import run_mimebundle  # None outside a notebook: the repr
+
+        return run_mimebundle(self, include, exclude)
 
     @property
     def messages(self) -> list[Message]:
@@ -172,10 +200,12 @@ class Run:
             except EndRun as end:
                 self.data = end.data
                 await self._abort()
+                await self._show_end()
             except openai.BadRequestError as exc:
                 if self.run is not None:
                     with contextlib.suppress(Exception):
                         await self._abort()
+                        await self._show_end()
                     raise
                 # Refused before it started (nothing to cancel); e.g. the thread is busy.
                 busy = ThreadBusyError.from_api_error(exc, thread_id, "run")
@@ -186,6 +216,7 @@ class Run:
                 if self.run is not None or not isinstance(exc, openai.APIStatusError):
                     with contextlib.suppress(Exception):
                         await self._abort()
+                        await self._show_end()
                 raise
         return self
 
@@ -221,8 +252,24 @@ class Run:
 
     def _new_handler(self) -> AsyncAssistantEventHandler:
         if self.event_handler_class is None:
-            return AsyncAssistantEventHandler()
-        return self.event_handler_class(**self.event_handler_kwargs)
+            handler = AsyncAssistantEventHandler()
+        else:
+            handler = self.event_handler_class(**self.event_handler_kwargs)
+        self._handler = handler
+        return handler
+
+    async def _show_end(self) -> None:
+        """Tell the latest handler how the run ended: its stream closed before the end."""
+        handler, run = self._handler, self.run
+        if handler is None or run is None or run.status not in TERMINAL_STATUSES:
+            return
+        last = handler.current_run
+        if last is not None and last.id == run.id and last.status in TERMINAL_STATUSES:
+            return  # the stream did deliver it
+        event = _RUN_ENDED[run.status](event=f"thread.run.{run.status}", data=run)
+        with contextlib.suppress(Exception):  # a handler's failure must not hide the run's end
+            await handler.on_event(event)
+            await handler.on_end()
 
     async def _stream(
         self, manager: AsyncAssistantStreamManager[AsyncAssistantEventHandler]

@@ -35,6 +35,7 @@ class Thread(BaseModel):
     resumes an existing one. As a context manager (``with`` or ``async with``), a thread
     without id is created on entry and deleted on exit. While a run is active, the thread
     accepts no messages (:class:`~ipyassistant.exceptions.ThreadBusyError` names the run).
+    In a notebook a thread displays as its transcript.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
@@ -46,6 +47,13 @@ class Thread(BaseModel):
     _lock: asyncio.Lock | None = PrivateAttr(default=None)
     _depth: int = PrivateAttr(default=0)
     _created_by_block: bool = PrivateAttr(default=False)
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        from .jupyter.display import thread_mimebundle  # None outside a notebook: the repr
+
+        return thread_mimebundle(self, include, exclude)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Jupyter integration: the run view widget, its event handler and the view-state reducer.
+"""Jupyter integration: the run view and chat panel widgets, the event handler, the view-state
+reducer.
 
 ``view_state`` is pure (no widget imports); ``widgets`` and ``handler`` need ipywidgets and
 anywidget, which are imported only when their names are used.
@@ -9,14 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .chat_panel import ChatPanel
     from .handler import WidgetHandler, files_fetcher
     from .widgets import RunView
 
-__all__ = ["RunView", "WidgetHandler", "files_fetcher"]
+__all__ = ["ChatPanel", "RunView", "WidgetHandler", "files_fetcher"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that `import ipyassistant.jupyter.view_state` stays light.
+    if name == "ChatPanel":
+        from .chat_panel import ChatPanel
+
+        return ChatPanel
     if name == "RunView":
         from .widgets import RunView
 

@@ -1,0 +1,557 @@
+"""``ChatPanel``: a conversation with an assistant in a notebook output, that never blocks the kernel.
+
+The panel shows a thread's history, then one *turn* per message sent from its input box: the
+user's message and the run that answers it, rendered like a
+:class:`~ipyassistant.jupyter.widgets.RunView`. A turn runs as an ``asyncio`` task on the
+kernel's event loop (the loop that delivers comm messages), awaiting the client's async API,
+whose coroutines execute on ipyassistant's portal loop (see :mod:`ipyassistant._portal`): the
+kernel loop only waits on a future, so it keeps handling the Stop button, further messages and
+other cells while a reply streams.
+
+Messages (custom comm messages)::
+
+    browser → kernel
+      {"type": "send", "text": str, "files": [name, ...]} + one buffer per file
+      {"type": "stop"}                                     cancel the running turn's run
+      {"type": "snapshot?"}                                a new model wants the live turn
+    kernel → browser
+      {"type": "live", "turn": n, "state": ViewState | None}
+                                  turn n starts (its first state); None: it ended, and its
+                                  final state is now ``turns[n]``
+      {"type": "patch", "ops": [...]}                      ops on the live turn (see below)
+      {"type": "image", "file_id": ...} + [bytes]          an image the live turn shows
+      {"type": "snapshot", "live": {"turn", "state"} | None, "images": [file_id, ...]}
+                                  + [bytes, ...]           the answer to ``snapshot?``
+
+Synced traits: ``history`` (a view state of the thread's messages before the panel),
+``turns`` (one finished view state per turn, appended when a turn ends), ``images`` (bytes by
+file id), ``busy``, ``queued`` (messages waiting for the running turn) and ``attachments``
+(whether files can be attached). So a reloaded page, or a notebook saved with its widget
+state, shows the whole conversation.
+
+Streaming follows :class:`RunView`'s rules: the stream's events arrive on the portal thread,
+are folded into the live turn (:mod:`.view_state`) under a lock, and their ops are sent as
+patches coalesced to at most one per ``interval`` and at block boundaries. Synced traits are
+written only on the kernel loop's thread, and nothing is ever ``display()``-ed from elsewhere.
+
+Stop cancels the run on the server, so that its stream ends with ``thread.run.cancelled`` and
+the turn shows it; a turn that has no run yet, or whose run waits for its function tools, is
+cancelled as a task instead (the client then cancels the run), as is a run whose server does
+not end it within :data:`STOP_GRACE_SECONDS`. Messages sent while a turn runs wait in
+``queued``; Stop drops them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import openai
+import traitlets
+from openai import AsyncAssistantEventHandler
+from openai.types import FileObject
+from openai.types.beta import AssistantStreamEvent
+from openai.types.beta.threads import Run as RunObject
+from typing_extensions import override
+
+from .._portal import client, on_portal, portal
+from ..runs import TERMINAL_STATUSES
+from ..tools import CodeInterpreterTool
+from .transcript import transcript_html
+from .view_state import (
+    BOUNDARY_EVENTS,
+    Op,
+    ViewState,
+    apply_ops,
+    coalesce,
+    diff_event,
+    empty_state,
+    file_ids,
+    item_from_message,
+)
+from .widgets import _MISSING_ESM, _TIMER_SLACK, _asset, _event_name
+
+if TYPE_CHECKING:
+    from ..assistants import Assistant
+    from ..threads import Thread
+
+__all__ = ["STOP_GRACE_SECONDS", "ChatPanel"]
+
+logger = logging.getLogger(__name__)
+
+#: How long Stop lets the server end a cancelled run before it cancels the turn's task.
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class _Message:
+    """A message from the input box, waiting for its turn."""
+
+    text: str
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class ChatPanel(anywidget.AnyWidget):
+    """A chat with ``assistant`` on ``thread`` (default: the assistant's ``default_thread``).
+
+    Display it (the last expression of a cell); type in its box and press Enter (Shift+Enter
+    for a new line). Replies stream while the kernel stays free; Stop cancels the running
+    reply. :meth:`submit` and :meth:`stop` do the same from code.
+
+    Args:
+        assistant: Who answers.
+        thread: The conversation to show and continue; its last ``history_limit`` messages
+            are loaded when the panel is made.
+        attachments: Whether files can be attached to a message (uploaded with purpose
+            ``assistants`` and attached for the code interpreter); default: whether the
+            assistant has the code interpreter.
+        history_limit: How many of the thread's messages to show (1-100).
+        interval: The shortest time between two live patch messages, in seconds.
+        clock: The clock ``interval`` is measured with (tests pass a fake one).
+        run_kwargs: Passed to every run (:meth:`Assistant.say`'s ``run_kwargs``).
+    """
+
+    _esm = _asset("chat_panel.js", _MISSING_ESM)
+    _css = _asset("chat_panel.css", "")
+
+    #: The thread's messages from before the panel, as a view state (``run`` is None).
+    history = traitlets.Dict().tag(sync=True)
+    #: The finished turns, one view state each (written when a turn ends).
+    turns = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: Image bytes by file id (binary buffers), for the history and the finished turns.
+    images = traitlets.Dict(key_trait=traitlets.Unicode(), value_trait=traitlets.Bytes()).tag(
+        sync=True
+    )
+    #: Whether a turn is running (the Stop button works).
+    busy = traitlets.Bool(False).tag(sync=True)
+    #: The texts of messages waiting for the running turn to end.
+    queued = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: Whether the input box offers to attach files.
+    attachments = traitlets.Bool(False).tag(sync=True)
+    #: The input box's placeholder.
+    placeholder = traitlets.Unicode("").tag(sync=True)
+    #: Identifies this widget's live state among the browser's models.
+    _uid = traitlets.Unicode().tag(sync=True)
+
+    def __init__(
+        self,
+        assistant: Assistant,
+        thread: Thread | None = None,
+        *,
+        attachments: bool | None = None,
+        history_limit: int = 50,
+        interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        **run_kwargs: Any,
+    ) -> None:
+        self.assistant = assistant
+        self.thread: Thread = assistant.default_thread if thread is None else thread
+        self.run_kwargs = run_kwargs
+        history, images = _load_history(self.thread, history_limit)
+        if attachments is None:
+            attachments = any(isinstance(t, CodeInterpreterTool) for t in assistant.tools)
+        super().__init__(
+            history=history,
+            images=images,
+            attachments=attachments,
+            placeholder=f"Message {assistant.name}… (Enter sends, Shift+Enter: new line)",
+            _uid=uuid.uuid4().hex,
+        )
+        self.interval = interval
+        self._clock = clock
+        # Guards the live turn: the stream's events arrive on the portal's thread while the
+        # kernel loop's thread starts and ends turns and answers snapshot requests.
+        self._lock = threading.RLock()
+        self._live: ViewState | None = None
+        self._live_index = 0
+        self._live_images: dict[str, bytes] = dict(images)
+        self._requested: set[str] = set(images)
+        self._pending: list[Op] = []
+        self._last_send = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        # Only touched on the kernel loop's thread:
+        self._queue: list[_Message] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._dropped = False
+        self._loop = _running_loop()
+        self.on_msg(self._on_custom_message)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def live_state(self) -> ViewState | None:
+        """A copy of the running turn's view state (None when no turn runs)."""
+        with self._lock:
+            return copy.deepcopy(self._live)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The task working through the sent messages (None before the first)."""
+        return self._worker
+
+    def states(self) -> list[ViewState]:
+        """The history, the finished turns and the running one, as view states."""
+        with self._lock:
+            live = [copy.deepcopy(self._live)] if self._live is not None else []
+        return [self.history, *self.turns, *live]
+
+    def transcript_html(self) -> str:
+        """The conversation as static, sanitised HTML."""
+        with self._lock:
+            images = dict(self._live_images)
+        return "".join(transcript_html(state, images) for state in self.states())
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        return {**data, "text/html": self.transcript_html()}, metadata
+
+    # -- the conversation ---------------------------------------------------------------------
+
+    def submit(self, text: str, files: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Send a message as if typed (``files``: ``(name, bytes)`` pairs to attach).
+
+        Call it on the kernel's loop thread (a cell, a comm handler); the reply runs as a
+        task on the running event loop. While a turn runs, the message waits in ``queued``.
+        """
+        idle = self._worker is None or self._worker.done()
+        loop = _running_loop() or self._loop
+        if idle and (loop is None or loop.is_closed()):
+            raise RuntimeError("ChatPanel needs a running event loop (the kernel's)")
+        message = _Message(text, list(files))
+        if idle:
+            assert loop is not None
+            self.busy = True
+            self._worker = loop.create_task(self._work(message))
+        else:
+            self._queue.append(message)
+            self.queued = [m.text for m in self._queue]
+
+    def stop(self) -> None:
+        """Cancel the running turn's run and drop the queued messages."""
+        if not hasattr(self, "_queue"):  # a panel whose construction failed
+            return
+        if self._queue:
+            self._queue.clear()
+            self.queued = []
+        current = self._current
+        if current is None and self._worker is not None and not self._worker.done():
+            self._dropped = True  # its first message's turn has not started yet
+        if current is None or current.done() or self._stopping:
+            return
+        self._stopping = True
+        with self._lock:
+            run = (self._live or {}).get("run") or {}
+        status = run.get("status")
+        if run.get("id") and status not in TERMINAL_STATUSES and status != "requires_action":
+            current.get_loop().create_task(self._cancel_on_server(current, run))
+        else:
+            # No run yet (uploading, adding the message), or the run waits for a function
+            # tool: cancelling the task makes the client cancel the run, if there is one.
+            current.cancel()
+
+    async def _cancel_on_server(self, current: asyncio.Task[None], run: Mapping[str, Any]) -> None:
+        try:
+            await _cancel_run(str(run["thread_id"]), str(run["id"]))
+        except openai.APIError as exc:  # it ended meanwhile, or the server is gone
+            logger.info("ipyassistant: cancelling run %s: %s", run["id"], exc)
+        done, _ = await asyncio.wait([current], timeout=STOP_GRACE_SECONDS)
+        if not done:
+            current.cancel()
+
+    async def _work(self, first: _Message) -> None:
+        message: _Message | None = first
+        try:
+            while message is not None:
+                if self._dropped:  # Stop came before this message's turn started
+                    self._dropped = False
+                else:
+                    await self._turn(message)
+                message = self._queue.pop(0) if self._queue else None
+                self.queued = [m.text for m in self._queue]
+        finally:
+            self._dropped = False
+            self.busy = False
+
+    async def _turn(self, message: _Message) -> None:
+        self._stopping = False
+        self.busy = True
+        self._start_live(message)
+        current = asyncio.ensure_future(self._converse(message))
+        self._current = current
+        try:
+            try:
+                await asyncio.wait([current])
+            except asyncio.CancelledError:  # the panel's task itself: take the turn along
+                current.cancel()
+                raise
+            if current.cancelled() or (current.exception() is not None and self._stopping):
+                await self._show_final_run()
+            elif (exc := current.exception()) is not None:
+                logger.debug("ipyassistant: a chat turn failed", exc_info=exc)
+                self._push_event(
+                    {"event": "error", "data": {"code": type(exc).__name__, "message": str(exc)}}
+                )
+        finally:
+            self._current = None
+            self._stopping = False
+            self._end_live(busy=bool(self._queue))
+
+    async def _converse(self, message: _Message) -> None:
+        uploaded = [await _upload(name, data) for name, data in message.files]
+        await self.assistant.say_async(
+            message.text,
+            thread=self.thread,
+            event_handler_class=_PanelHandler,
+            event_handler_kwargs={"panel": self},
+            code_interpreter_files=uploaded or None,
+            **self.run_kwargs,
+        )
+
+    async def _show_final_run(self) -> None:
+        """After a stopped turn: show how its run ended (its stream did not say)."""
+        with self._lock:
+            run = (self._live or {}).get("run")
+        if not run or not run.get("id"):
+            error = {"code": "stopped", "message": "Stopped before the run started."}
+            self._push_event({"event": "error", "data": error})
+            return
+        try:
+            final = await _retrieve_run(str(run["thread_id"]), str(run["id"]))
+        except openai.APIError as exc:
+            logger.info("ipyassistant: reading run %s after Stop: %s", run["id"], exc)
+            return
+        self._push_event({"event": f"thread.run.{final.status}", "data": final})
+
+    def close(self) -> None:
+        """Stop the running turn, then close the widget."""
+        self.stop()
+        super().close()
+
+    # -- the live turn ----------------------------------------------------------------------------
+
+    def _start_live(self, message: _Message) -> None:
+        blocks = [{"type": "text", "text": message.text}]
+        if message.files:
+            names = ", ".join(f"`{name}`" for name, _ in message.files)
+            blocks.append({"type": "text", "text": f"Attached: {names}"})
+        user = {
+            "kind": "message",
+            "id": f"input-{uuid.uuid4().hex[:12]}",
+            "run_id": None,
+            "role": "user",
+            "status": "completed",
+            "blocks": blocks,
+        }
+        with self._lock:
+            self._pending.clear()
+            self._live = {**empty_state(), "items": [user]}
+            self._live_index = len(self.turns)
+            self.send(
+                {"type": "live", "turn": self._live_index, "state": copy.deepcopy(self._live)}
+            )
+
+    def _end_live(self, *, busy: bool) -> None:
+        with self._lock:
+            self._flush_locked(self._clock())
+            state = copy.deepcopy(self._live) if self._live is not None else None
+            images = dict(self._live_images)
+            index = self._live_index
+            self._live = None
+        with self.hold_sync():
+            if state is not None:
+                self.turns = [*self.turns, state]
+            self.images = images
+            self.busy = busy
+        self.send({"type": "live", "turn": index, "state": None})
+
+    def _push_event(self, event: Any) -> list[Op]:
+        """Fold a stream event into the live turn; sends its ops as RunView does."""
+        with self._lock:
+            if self._live is None:
+                return []
+            ops = diff_event(self._live, event)
+            if ops:
+                apply_ops(self._live, ops, in_place=True)
+                self._pending.extend(ops)
+            now = self._clock()
+            if _event_name(event) in BOUNDARY_EVENTS or now - self._last_send >= self.interval:
+                self._flush_locked(now)
+            elif self._pending:
+                self._arm_timer(self.interval - (now - self._last_send))
+            return ops
+
+    def _claim_images(self) -> list[str]:
+        """File ids the live turn shows and nobody fetched yet; they count as asked for now
+        (so that a failed fetch is not retried on every event)."""
+        with self._lock:
+            if self._live is None:
+                return []
+            missing = [
+                fid
+                for fid in file_ids(self._live)
+                if fid not in self._live_images and fid not in self._requested
+            ]
+            self._requested.update(missing)
+            return missing
+
+    def _add_image(self, file_id: str, data: bytes) -> None:
+        with self._lock:
+            self._live_images[file_id] = data
+            self.send({"type": "image", "file_id": file_id}, [data])
+
+    def _flush_locked(self, now: float) -> None:
+        if not self._pending:
+            return
+        ops = coalesce(self._pending)
+        self._pending = []
+        self._last_send = now
+        self.send({"type": "patch", "ops": ops})
+
+    def _arm_timer(self, delay: float) -> None:
+        loop = _running_loop()
+        if loop is None:  # the next event, or the end of the turn, sends them
+            return
+        timer = self._timer
+        if timer is not None and not timer.cancelled() and self._timer_loop is loop:
+            return
+        self._timer_loop = loop
+        self._timer = loop.call_later(max(delay, 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            now = self._clock()
+            wait = self.interval - (now - self._last_send)
+            if self._pending and wait > _TIMER_SLACK:
+                self._arm_timer(wait)
+            else:
+                self._flush_locked(now)
+
+    # -- the browser's messages -------------------------------------------------------------------
+
+    def _on_custom_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
+        if not isinstance(content, Mapping):
+            return
+        kind = content.get("type")
+        if kind == "send":
+            text = str(content.get("text") or "")
+            names = [str(name) for name in content.get("files") or []]
+            files = [(name, bytes(data)) for name, data in zip(names, buffers or [], strict=False)]
+            if text.strip() or files:
+                self.submit(text, files)
+        elif kind == "stop":
+            self.stop()
+        elif kind == "snapshot?":
+            self._send_snapshot()
+
+    def _send_snapshot(self) -> None:
+        with self._lock:
+            # Whatever is queued goes first: the snapshot includes it, and the browser replaces
+            # its live turn with the snapshot, so no op is applied twice or lost.
+            self._flush_locked(self._clock())
+            live = (
+                None
+                if self._live is None
+                else {"turn": self._live_index, "state": copy.deepcopy(self._live)}
+            )
+            missing = [fid for fid in self._live_images if fid not in self.images]
+            buffers = [self._live_images[fid] for fid in missing]
+            self.send({"type": "snapshot", "live": live, "images": missing}, buffers)
+
+
+class _PanelHandler(AsyncAssistantEventHandler):
+    """Folds a turn's stream into its panel (on the portal's loop); fetches its images."""
+
+    def __init__(self, panel: ChatPanel) -> None:
+        super().__init__()
+        self._panel = panel
+
+    @override
+    async def on_event(self, event: AssistantStreamEvent) -> None:
+        panel = self._panel
+        panel._push_event(event)
+        for file_id in panel._claim_images():
+            try:
+                data = await _file_bytes(file_id)
+            except openai.APIError as exc:  # a missing image must not end the stream
+                logger.warning("ipyassistant: could not fetch image file %s: %s", file_id, exc)
+                continue
+            panel._add_image(file_id, data)
+
+    @override
+    async def on_exception(self, exception: Exception) -> None:
+        error = {"code": type(exception).__name__, "message": str(exception)}
+        self._panel._push_event({"event": "error", "data": error})
+
+    @override
+    async def on_end(self) -> None:
+        with self._panel._lock:
+            self._panel._flush_locked(self._panel._clock())
+
+
+# -- the client calls (on the portal's loop, whoever awaits them) -------------------------------
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+@on_portal
+async def _upload(name: str, data: bytes) -> FileObject:
+    api = await client()
+    return await api.files.create(file=(name, data), purpose="assistants")
+
+
+@on_portal
+async def _cancel_run(thread_id: str, run_id: str) -> None:
+    api = await client()
+    await api.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+
+
+@on_portal
+async def _retrieve_run(thread_id: str, run_id: str) -> RunObject:
+    api = await client()
+    return await api.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+
+
+@on_portal
+async def _file_bytes(file_id: str) -> bytes:
+    api = await client()
+    response = await api.files.content(file_id)
+    return response.content
+
+
+@on_portal
+async def _history(thread: Thread, limit: int) -> tuple[ViewState, dict[str, bytes]]:
+    messages = await thread.get_messages_async(limit=limit)
+    state: ViewState = {**empty_state(), "items": [item_from_message(m) for m in messages]}
+    images: dict[str, bytes] = {}
+    for file_id in file_ids(state):
+        with contextlib.suppress(openai.APIError):  # deleted since: shown as a placeholder
+            images[file_id] = await _file_bytes(file_id)
+    return state, images
+
+
+def _load_history(thread: Thread, limit: int) -> tuple[ViewState, dict[str, bytes]]:
+    if thread.id is None:  # not created yet: nothing said
+        return empty_state(), {}
+    return portal().call(_history(thread, limit))

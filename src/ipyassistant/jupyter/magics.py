@@ -1,0 +1,465 @@
+"""``%%assistant`` and ``%assistant``: talk to assistants from notebook cells.
+
+``%load_ext ipyassistant`` registers them, ``%unload_ext ipyassistant`` removes them::
+
+    %%assistant [NAME] [options]        the cell's body is the message
+    %assistant new | threads | history | use NAME | model NAME | config
+
+NAME is a variable holding an :class:`~ipyassistant.Assistant`; without it the cell talks to
+the notebook's default assistant (or the one chosen with ``%assistant use``). Each assistant
+keeps its conversation on its ``default_thread``, so cells continue it (and ``ai.say()`` in a
+code cell continues the same one). Runs show as live views in a notebook and are printed in a
+terminal, exactly as ``say()`` shows them. Defaults are traitlets of :class:`AssistantMagics`
+(``%config AssistantMagics.format = "code"``, or ``c.AssistantMagics`` in a config file).
+Bad options raise IPython's ``UsageError`` (a short message, no traceback); so do the client's
+misuse errors (a busy thread, a function that cannot be a tool). Interrupting the kernel
+cancels the run on the server, and its view says so.
+
+Braces are left alone: IPython does not expand ``{var}`` or ``$var`` in these magics' lines
+(instructions are Jinja templates), and the cell's body is expanded only with ``--expand``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import keyword
+import os
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, Enum, Unicode, observe
+
+from ..assistants import DEFAULT_HANDLER, Assistant, DefaultHandler
+from ..exceptions import IpyassistantError
+from ..formatting import pprint_messages
+from ..runs import Run
+from ..settings import default_model
+from ..threads import Thread
+from ..tools import Tool
+from .display import in_notebook
+
+__all__ = [
+    "FORMATS",
+    "AssistantMagics",
+    "expand_braces",
+    "extract_code",
+    "load_ipython_extension",
+    "reply_text",
+    "unload_ipython_extension",
+]
+
+#: How ``%%assistant`` shows the reply (``-f``).
+FORMATS = ("markdown", "text", "code")
+#: The subcommands of ``%assistant``.
+SUBCOMMANDS = ("new", "threads", "history", "use", "model", "config")
+
+_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
+_PYTHON = frozenset({"", "python", "py", "python3", "ipython", "ipython3"})
+
+
+def expand_braces(text: str, namespace: Mapping[str, Any]) -> str:
+    """``{name}`` (also ``{name.attr}``, ``{name[key]}``, ``{name:spec}``) from ``namespace``;
+    ``{{`` and ``}}`` stand for literal braces."""
+    try:
+        return string.Formatter().vformat(text, (), namespace)
+    except KeyError as exc:
+        raise UsageError(
+            f"--expand: no variable named {exc.args[0]!r} (write {{{{ and }}}} for literal braces)"
+        ) from None
+    except (IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise UsageError(f"--expand: {exc} (write {{{{ and }}}} for literal braces)") from None
+
+
+def reply_text(run: Run) -> str:
+    """The text of the assistant's messages in a run, in order."""
+    parts = [
+        block.text.value
+        for message in run.messages
+        if message.role == "assistant"
+        for block in message.content
+        if block.type == "text"
+    ]
+    return "\n\n".join(parts)
+
+
+def extract_code(text: str) -> str:
+    """The code in a reply: its fenced Python blocks (else all its fenced blocks), joined;
+    a reply without fences is taken to be code as it is."""
+    blocks = _FENCE.findall(text)
+    if not blocks:
+        return text.strip()
+    python = [body for language, body in blocks if language.lower() in _PYTHON]
+    chosen = python or [body for _, body in blocks]
+    return "\n".join(body.rstrip("\n") + "\n" for body in chosen).rstrip("\n")
+
+
+@dataclass
+class _Conversation:
+    """A thread the magics talked on, whose it is, and how many cells it has seen."""
+
+    label: str
+    thread: Thread
+    cells: int = 0
+
+
+def _parse(magic: Any, line: str) -> argparse.Namespace:
+    """``parse_argstring``, then quotes taken off the values (``-i "Two words."``).
+
+    IPython splits magic lines without removing quotes (``arg_split`` is not POSIX).
+    """
+    args = parse_argstring(magic, line)
+    for name, value in vars(args).items():
+        if (
+            isinstance(value, str)
+            and len(value) >= 2
+            and value[0] == value[-1]
+            and value[0] in "\"'"
+        ):
+            setattr(args, name, value[1:-1])
+    return args
+
+
+def _variable(value: str, option: str) -> str:
+    if not value.isidentifier() or keyword.iskeyword(value):
+        raise UsageError(f"{option} needs a variable name, not {value!r}")
+    return value
+
+
+@magics_class
+class AssistantMagics(Magics):
+    """The ``%%assistant`` cell magic and the ``%assistant`` line magic (see the module)."""
+
+    assistant_name = Unicode("Assistant", help="The name of the notebook's default assistant.").tag(
+        config=True
+    )
+    instructions = Unicode(
+        None, allow_none=True, help="The instructions of the notebook's default assistant."
+    ).tag(config=True)
+    model = Unicode(
+        None,
+        allow_none=True,
+        help="The model of %%assistant runs (None: the assistant's, else the default model).",
+    ).tag(config=True)
+    format = Enum(
+        FORMATS, default_value="markdown", help="How %%assistant shows the reply (-f)."
+    ).tag(config=True)
+    expand = Bool(False, help="Expand {var} in every %%assistant cell (--expand).").tag(config=True)
+    quiet = Bool(False, help="Show nothing while %%assistant runs (-q).").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._default: Assistant | None = None
+        #: The assistant chosen with ``%assistant use``, and its label.
+        self._chosen: tuple[str, Assistant] | None = None
+        self._conversations: list[_Conversation] = []
+        #: Threads named by id (``-t thread_…``), one object per id.
+        self._by_id: dict[str, Thread] = {}
+
+    # -- the notebook's state ----------------------------------------------------------------
+
+    @property
+    def default_assistant(self) -> Assistant:
+        """The notebook's default assistant (created on first use from the traits)."""
+        if self._default is None:
+            self._default = Assistant(name=self.assistant_name, instructions=self.instructions)
+        return self._default
+
+    @observe("assistant_name", "instructions")
+    def _update_default(self, change: Mapping[str, Any]) -> None:
+        if self._default is None:
+            return
+        if change["name"] == "assistant_name":
+            self._default.name = change["new"]
+        else:
+            self._default.instructions = change["new"]
+
+    def current(self) -> tuple[str, Assistant]:
+        """The label and assistant that a cell without NAME talks to."""
+        if self._chosen is not None:
+            return self._chosen
+        return self.assistant_name, self.default_assistant
+
+    def _namespace(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    def _assistant(self, name: str | None) -> tuple[str, Assistant]:
+        if name is None:
+            return self.current()
+        namespace = self._namespace()
+        if name not in namespace:
+            raise UsageError(f"no variable named {name!r}: NAME is a variable holding an Assistant")
+        found = namespace[name]
+        if not isinstance(found, Assistant):
+            raise UsageError(f"{name!r} is not an Assistant (type {type(found).__name__})")
+        return name, found
+
+    def _thread(self, value: str, option: str = "-t") -> Thread:
+        """A thread from ``-t``: a variable holding a Thread or an id, or an id itself."""
+        namespace = self._namespace()
+        found: Any = namespace.get(value, value) if value.isidentifier() else value
+        if isinstance(found, Thread):
+            return found
+        if isinstance(found, str) and found.startswith("thread_"):
+            return self._by_id.setdefault(found, Thread(id=found))
+        if value in namespace:
+            raise UsageError(
+                f"{option}: {value!r} is not a Thread or a thread id (type {type(found).__name__})"
+            )
+        raise UsageError(
+            f"{option}: no variable named {value!r}, and it is no thread id (thread_…)"
+        )
+
+    def _tools(self, names: str) -> list[Any]:
+        namespace = self._namespace()
+        tools = []
+        for name in (part.strip() for part in names.split(",")):
+            if not name:
+                continue
+            if name not in namespace:
+                raise UsageError(f"-T: no function named {name!r} in the notebook")
+            tool = namespace[name]
+            if not (callable(tool) or isinstance(tool, Tool)):
+                raise UsageError(f"-T: {name!r} is not a function (type {type(tool).__name__})")
+            tools.append(tool)
+        if not tools:
+            raise UsageError("-T needs function names: -T f,g")
+        return tools
+
+    def _record(self, label: str, thread: Thread, cells: int = 0) -> None:
+        for conversation in self._conversations:
+            if conversation.thread is thread:
+                conversation.cells += cells
+                return
+        self._conversations.append(_Conversation(label, thread, cells))
+
+    # -- %%assistant -------------------------------------------------------------------------
+
+    @magic_arguments(name="%assistant")
+    @argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="A variable holding an Assistant (default: the notebook's assistant).",
+    )
+    @argument(
+        "-t", "--thread", metavar="VAR_OR_ID", help="Talk on this thread (a variable or an id)."
+    )
+    @argument(
+        "--new-thread", action="store_true", help="Start a new conversation with this message."
+    )
+    @argument("-m", "--model", help="The model of this run.")
+    @argument(
+        "-i", "--instructions", help="The instructions of this run (they replace the assistant's)."
+    )
+    @argument("-T", "--tools", metavar="f,g", help="Functions of the notebook to add as tools.")
+    @argument("-o", "--out", metavar="VAR", help="Store the Run in this variable.")
+    @argument("-q", "--quiet", action="store_const", const=True, help="Show nothing while it runs.")
+    @argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        help="markdown: the live view; text: the reply as plain text; code: the reply's code "
+        "in a new cell and a box with a copy button.",
+    )
+    @argument(
+        "--expand",
+        action="store_const",
+        const=True,
+        help="Replace {var} with variables of the notebook ({{ and }} are literal braces).",
+    )
+    @argument("--no-expand", dest="expand", action="store_const", const=False, help="Do not.")
+    @no_var_expand
+    @cell_magic("assistant")
+    def assistant_cell(self, line: str, cell: str) -> None:
+        """Say the cell's body to an assistant and show the run."""
+        args = _parse(self.assistant_cell, line)
+        label, assistant = self._assistant(args.name)
+        out = None if args.out is None else _variable(args.out, "-o")
+        if args.thread is not None and args.new_thread:
+            raise UsageError("-t and --new-thread do not go together: choose one thread")
+        expand = self.expand if args.expand is None else args.expand
+        message = expand_braces(cell, self._namespace()) if expand else cell
+        if not message.strip():
+            raise UsageError("%%assistant needs a message: write it in the cell, below the magic")
+        run_kwargs: dict[str, Any] = {}
+        model = args.model or self.model
+        if model:
+            run_kwargs["model"] = model
+        if args.instructions is not None:
+            run_kwargs["instructions"] = args.instructions
+        if args.tools is not None:
+            run_kwargs["additional_tools"] = self._tools(args.tools)
+        if args.new_thread:
+            assistant.clear_default_thread()
+        thread = assistant.default_thread if args.thread is None else self._thread(args.thread)
+        quiet = self.quiet if args.quiet is None else args.quiet
+        fmt = args.format or self.format
+        handler: DefaultHandler | None = None if quiet or fmt == "text" else DEFAULT_HANDLER
+
+        self._record(label, thread, cells=1)
+        try:
+            run = assistant.say(message, thread=thread, event_handler_class=handler, **run_kwargs)
+        except KeyboardInterrupt:
+            # Re-raised, so that "run all" stops here; the run was cancelled on the server.
+            raise KeyboardInterrupt("the run was cancelled") from None
+        except IpyassistantError as exc:
+            raise UsageError(str(exc)) from None
+        except openai.NotFoundError as exc:
+            raise UsageError(f"not found on the server: {exc.message}") from None
+
+        if out is not None:
+            self._namespace()[out] = run
+        if fmt == "text" and not quiet:
+            self._show_text(run)
+        elif fmt == "code":
+            self._show_code(run, quiet)
+
+    def _show_text(self, run: Run) -> None:
+        text = reply_text(run)
+        if text:
+            print(text)
+        status = run.run.status if run.run is not None else None
+        if status != "completed":
+            error = run.run.last_error if run.run is not None else None
+            detail = f": {error.message}" if error is not None else ""
+            print(f"(the run ended {status}{detail})")
+
+    def _show_code(self, run: Run, quiet: bool) -> None:
+        code = extract_code(reply_text(run))
+        if not code:
+            if not quiet:
+                print("(the reply holds no code)")
+            return
+        if self.shell is not None:
+            self.shell.set_next_input(code, replace=False)
+        if not quiet and in_notebook():
+            from .code_box import CodeBox
+
+            display(CodeBox(code, note="Code from the reply (also in a new cell below)"))
+
+    # -- %assistant --------------------------------------------------------------------------
+
+    @magic_arguments(name="assistant")
+    @argument(
+        "subcommand",
+        choices=SUBCOMMANDS,
+        help="new [NAME]: a new conversation; threads: this notebook's threads; history [NAME]: "
+        "the conversation so far; use [NAME]: talk to NAME by default (no NAME: the notebook's "
+        "assistant); model [NAME]: show or set the model of %%%%assistant runs ('default' "
+        "resets it); config: the settings.",
+    )
+    @argument("value", nargs="?", metavar="NAME")
+    @no_var_expand
+    @line_magic("assistant")
+    def assistant_line(self, line: str) -> None:
+        """Manage the notebook's conversations with assistants."""
+        args = _parse(self.assistant_line, line)
+        command: str = args.subcommand
+        value: str | None = args.value
+        if command == "new":
+            label, assistant = self._assistant(value)
+            assistant.clear_default_thread()
+            self._record(label, assistant.default_thread)
+            print(f"{label}: a new conversation starts with the next message.")
+        elif command == "threads":
+            self._print_threads()
+        elif command == "history":
+            self._history(value)
+        elif command == "use":
+            if value is None:
+                self._chosen = None
+                print(f"%%assistant talks to the notebook's assistant ({self.assistant_name}).")
+            else:
+                self._chosen = self._assistant(value)
+                print(f"%%assistant talks to {value} from now on.")
+        elif command == "model":
+            if value is not None:
+                self.model = None if value == "default" else value
+            label, assistant = self.current()
+            print(f"model: {self._model_line(assistant)}")
+        else:
+            self._print_config()
+
+    def _model_line(self, assistant: Assistant) -> str:
+        if self.model:
+            return f"{self.model} (AssistantMagics.model)"
+        if assistant.model:
+            return f"{assistant.model} (the assistant's)"
+        return f"{default_model()} (the default model)"
+
+    def _print_threads(self) -> None:
+        _, assistant = self.current()
+        if not self._conversations:
+            print("No threads yet: the first %%assistant cell starts one.")
+            return
+        rows = [("", "assistant", "thread", "cells")]
+        for conversation in self._conversations:
+            mark = "*" if conversation.thread is assistant.default_thread else ""
+            thread_id = conversation.thread.id or "(created with the next message)"
+            rows.append((mark, conversation.label, thread_id, str(conversation.cells)))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            print(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
+
+    def _history(self, value: str | None) -> None:
+        if value is None:
+            thread = self.current()[1].default_thread
+        elif isinstance(self._namespace().get(value), Assistant):
+            thread = self._assistant(value)[1].default_thread
+        else:
+            thread = self._thread(value, "history")
+        if thread.id is None:
+            print("No messages yet.")
+        elif in_notebook():
+            display(thread)
+        else:
+            try:
+                messages = thread.get_messages(limit=100)
+            except openai.NotFoundError as exc:
+                raise UsageError(f"not found on the server: {exc.message}") from None
+            pprint_messages(messages)
+
+    def _print_config(self) -> None:
+        label, assistant = self.current()
+        print("AssistantMagics (change with %config AssistantMagics.NAME = value):")
+        for name in ("assistant_name", "instructions", "model", "format", "expand", "quiet"):
+            print(f"  {name} = {getattr(self, name)!r}")
+        thread = assistant.default_thread
+        print(f"assistant: {label}" + ("" if self._chosen else " (the notebook's default)"))
+        print(f"model: {self._model_line(assistant)}")
+        print(f"thread: {thread.id or '(created with the next message)'}")
+        server = os.environ.get("IPYASSISTANT_BASE_URL") or "the embedded server"
+        print(f"server: {server}")
+        print(f"views: {'live widgets' if in_notebook() else 'printed (not a notebook)'}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics with ``ipython`` (``%load_ext ipyassistant``)."""
+    ipython.register_magics(AssistantMagics(ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove what :func:`load_ipython_extension` added (``%unload_ext ipyassistant``)."""
+    manager = ipython.magics_manager
+    magics = manager.registry.pop(AssistantMagics.__name__, None)
+    if magics is None:
+        return
+    for kind, table in magics.magics.items():
+        for name, method in table.items():
+            if manager.magics[kind].get(name) == method:
+                del manager.magics[kind][name]
+    with contextlib.suppress(ValueError):
+        ipython.configurables.remove(magics)

@@ -1,0 +1,214 @@
+"""The notebooks in notebooks/ run, offline on the test model, in a real kernel (nbclient).
+
+Each runs in a fresh ``python3`` kernel with ``IPYASSISTANT_MODEL=test`` and a data folder of its
+own; the kernel imports this checkout's ipyassistant (``PYTHONPATH``), whatever is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_client.manager import start_new_kernel
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+
+import ipyassistant
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: Seconds one cell may take (a code interpreter kernel starting on a busy machine).
+CELL_TIMEOUT = 240
+
+Execute = Callable[[Path], Any]
+
+
+def _kernel_env(data_dir: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("IPYASSISTANT_", "OPENAI_"))
+    }
+    source = str(Path(ipyassistant.__file__).resolve().parents[1])
+    env.update(
+        IPYASSISTANT_MODEL="test",
+        IPYASSISTANT_DATA_DIR=str(data_dir),
+        PYTHONPATH=os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p),
+        # Nothing may reach a real provider: an openai: model would fail on a closed port.
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def execute(tmp_path_factory: pytest.TempPathFactory) -> Execute:
+    """Execute a notebook once per test module (in its own folder); returns the notebook."""
+    done: dict[Path, Any] = {}
+
+    def run(path: Path) -> Any:
+        if path not in done:
+            work = tmp_path_factory.mktemp(path.stem)
+            nb = nbformat.read(path, as_version=4)
+            client = NotebookClient(
+                nb,
+                kernel_name="python3",
+                timeout=CELL_TIMEOUT,
+                startup_timeout=120,
+                resources={"metadata": {"path": str(work)}},
+            )
+            client.execute(env=_kernel_env(work / "data"))
+            done[path] = nb
+        return copy.deepcopy(done[path])
+
+    return run
+
+
+def outputs(nb: Any) -> list[dict[str, Any]]:
+    return [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs]
+
+
+def test_there_are_notebooks() -> None:
+    names = {path.name for path in PATHS}
+    expected = {
+        "quickstart.ipynb",
+        "tools_and_endrun.ipynb",
+        "code_interpreter.ipynb",
+        "threads_and_lifecycle.ipynb",
+    }
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebooks_are_saved_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    assert "widgets" not in nb.metadata
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(path, marks=pytest.mark.slow, id=path.stem) for path in PATHS],
+)
+def test_a_notebook_runs_without_errors(execute: Execute, path: Path) -> None:
+    nb = execute(path)  # nbclient raises CellExecutionError at the first failing cell
+    for output in outputs(nb):
+        assert output["output_type"] != "error", output
+        if output["output_type"] == "stream":
+            assert "Traceback" not in output["text"], output["text"]
+
+
+def test_the_quickstart_has_the_cells_the_browser_test_relies_on() -> None:
+    nb = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown"
+    assert code[0] == "%load_ext ipyassistant"
+    assert code[1].startswith("%%assistant\n")
+    assert "def roll_dice(" in code[2] and "tools=[roll_dice]" in code[2]
+    assert 'say("Roll two dice")' in code[2]
+    assert "tools=[CodeInterpreter]" in code[3] and "```python" in code[3]
+    assert "np.sin(x)" in code[3] and "plt.show()" in code[3]
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and "IPYASSISTANT_MODEL" in cell.source:
+            break
+    else:
+        pytest.fail("the quickstart does not say how to switch to a real model")
+
+
+@pytest.mark.slow
+def test_the_executed_quickstart_shows_live_views_with_a_static_transcript(
+    execute: Execute,
+) -> None:
+    nb = execute(NOTEBOOKS / "quickstart.ipynb")
+    views = [o for o in outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    assert len(views) == 3  # the %%assistant cell, the dice and the plot
+    for view in views:
+        assert "ipa-transcript" in view["data"]["text/html"]
+    reply, dice, plot = (view["data"]["text/html"] for view in views)
+    assert "echo: Hello! What can you do?" in reply
+    assert "roll_dice" in dice and "Tool results:" in dice
+    assert 'src="data:image/png;base64,' in plot
+    assert "widgets" in nb.metadata  # nbclient saved the widget state
+
+
+@pytest.mark.slow
+def test_the_quickstart_exported_to_html_shows_the_reply_and_the_plot(execute: Execute) -> None:
+    nb = execute(NOTEBOOKS / "quickstart.ipynb")
+    # As saved by JupyterLab by default (and as GitHub shows it): without widget state, so
+    # nbconvert falls back to each view's static text/html.
+    nb.metadata.pop("widgets", None)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert "echo: Hello! What can you do?" in html
+    assert "Tool call <code>roll_dice</code> (completed)" in html
+    assert '<img alt="file-' in html and 'src="data:image/png;base64,' in html
+
+    # With the widget state kept, the export carries the live views for its widget manager.
+    with_state, _ = HTMLExporter().from_notebook_node(execute(NOTEBOOKS / "quickstart.ipynb"))
+    assert 'type="application/vnd.jupyter.widget-view+json"' in with_state
+    assert "echo: Hello! What can you do?" in with_state  # in the saved widget state
+
+
+@pytest.mark.slow
+def test_interrupting_a_cell_in_a_real_kernel_cancels_the_run(tmp_path: Path) -> None:
+    manager, client = start_new_kernel(
+        kernel_name="python3", startup_timeout=120, env=_kernel_env(tmp_path / "data")
+    )
+    try:
+        client.execute_interactive("%load_ext ipyassistant", timeout=60)
+        msg_id = client.execute("%%assistant\n/sleep 30\nslow")
+        interrupted_at = None
+        transcript = ""
+        deadline = time.monotonic() + CELL_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                msg = client.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            # The view's patches say when the run is in progress: interrupt then, as a user would.
+            if (
+                kind == "comm_msg"
+                and interrupted_at is None
+                and '"in_progress"' in json.dumps(content)
+            ):
+                manager.interrupt_kernel()
+                interrupted_at = time.monotonic()
+            elif kind in ("display_data", "update_display_data") and "text/html" in content["data"]:
+                transcript = content["data"]["text/html"]
+            elif (
+                kind == "status"
+                and content["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
+                break  # the cell is over
+        assert interrupted_at is not None, "the run never showed as in progress"
+        assert time.monotonic() - interrupted_at < 20  # not the model's 30 s
+        reply = client.get_shell_msg(timeout=30)["content"]
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+        assert "run cancelled" in transcript  # the view's static transcript says so
+
+        said: list[str] = []
+
+        def collect(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                said.append(msg["content"]["text"])
+
+        after = client.execute_interactive(
+            "%%assistant -f text\nstill here?", timeout=CELL_TIMEOUT, output_hook=collect
+        )
+        assert after["content"]["status"] == "ok"
+        assert "echo: still here?" in "".join(said)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
