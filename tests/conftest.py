@@ -39,6 +39,25 @@ def _no_network() -> Iterator[None]:
     socket.socket.connect = real_connect  # type: ignore[method-assign]
 
 
+_CLIENT_ENV = ("IPYASSISTANT_BASE_URL", "IPYASSISTANT_API_KEY", "IPYASSISTANT_MODEL")
+
+
+@pytest.fixture(scope="session")
+def client_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The client uses the embedded server (data in a temporary folder) and the test model."""
+    saved = {name: os.environ.get(name) for name in (*_CLIENT_ENV, "IPYASSISTANT_DATA_DIR")}
+    for name in _CLIENT_ENV:
+        os.environ.pop(name, None)
+    os.environ["IPYASSISTANT_DATA_DIR"] = str(tmp_path_factory.mktemp("embedded-server"))
+    os.environ["IPYASSISTANT_MODEL"] = "test"
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 class RunningServer:
     """A server thread plus what tests need to talk to it."""
 

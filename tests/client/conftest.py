@@ -8,29 +8,16 @@ that would reach a real provider.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 
 import openai
 import pytest
 from rich.console import Console
 
-_CLIENT_ENV = ("IPYASSISTANT_BASE_URL", "IPYASSISTANT_API_KEY", "IPYASSISTANT_MODEL")
-
 
 @pytest.fixture(autouse=True, scope="session")
-def _client_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in (*_CLIENT_ENV, "IPYASSISTANT_DATA_DIR")}
-    for name in _CLIENT_ENV:
-        os.environ.pop(name, None)
-    os.environ["IPYASSISTANT_DATA_DIR"] = str(tmp_path_factory.mktemp("embedded-server"))
-    os.environ["IPYASSISTANT_MODEL"] = "test"
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+def _client_environment(client_env: None) -> None:
+    """Every client test runs in the client environment of the root conftest."""
 
 
 @pytest.fixture(scope="session")

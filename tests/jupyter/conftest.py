@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,25 +22,6 @@ def comms(monkeypatch: pytest.MonkeyPatch) -> Iterator[Comms]:
 
     monkeypatch.setattr(comm, "create_comm", create_comm)
     yield recorded
-
-
-_CLIENT_ENV = ("IPYASSISTANT_BASE_URL", "IPYASSISTANT_API_KEY", "IPYASSISTANT_MODEL")
-
-
-@pytest.fixture(scope="session")
-def client_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The client uses the embedded server (data in a temporary folder) and the test model."""
-    saved = {name: os.environ.get(name) for name in (*_CLIENT_ENV, "IPYASSISTANT_DATA_DIR")}
-    for name in _CLIENT_ENV:
-        os.environ.pop(name, None)
-    os.environ["IPYASSISTANT_DATA_DIR"] = str(tmp_path_factory.mktemp("embedded-server"))
-    os.environ["IPYASSISTANT_MODEL"] = "test"
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 @pytest.fixture

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import copy
 import logging
-import math
 import threading
 import time
 import uuid
@@ -67,19 +66,19 @@ from typing_extensions import override
 from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
 from ..tools import CodeInterpreterTool
+from .throttle import PatchThrottle
 from .transcript import transcript_html
 from .view_state import (
     BOUNDARY_EVENTS,
     Op,
     ViewState,
     apply_ops,
-    coalesce,
     diff_event,
     empty_state,
     file_ids,
     item_from_message,
 )
-from .widgets import _MISSING_ESM, _TIMER_SLACK, _asset, _event_name
+from .widgets import _MISSING_ESM, _asset, _event_name
 
 if TYPE_CHECKING:
     from ..assistants import Assistant
@@ -167,19 +166,14 @@ class ChatPanel(anywidget.AnyWidget):
             placeholder=f"Message {assistant.name}… (Enter sends, Shift+Enter: new line)",
             _uid=uuid.uuid4().hex,
         )
-        self.interval = interval
-        self._clock = clock
         # Guards the live turn: the stream's events arrive on the portal's thread while the
         # kernel loop's thread starts and ends turns and answers snapshot requests.
         self._lock = threading.RLock()
+        self._patches = PatchThrottle(self.send, self._lock, interval=interval, clock=clock)
         self._live: ViewState | None = None
         self._live_index = 0
         self._live_images: dict[str, bytes] = dict(images)
         self._requested: set[str] = set(images)
-        self._pending: list[Op] = []
-        self._last_send = -math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
         # Only touched on the kernel loop's thread:
         self._queue: list[_Message] = []
         self._worker: asyncio.Task[None] | None = None
@@ -359,7 +353,7 @@ class ChatPanel(anywidget.AnyWidget):
             "blocks": blocks,
         }
         with self._lock:
-            self._pending.clear()
+            self._patches.clear()
             self._live = {**empty_state(), "items": [user]}
             self._live_index = len(self.turns)
             self.send(
@@ -368,7 +362,7 @@ class ChatPanel(anywidget.AnyWidget):
 
     def _end_live(self, *, busy: bool) -> None:
         with self._lock:
-            self._flush_locked(self._clock())
+            self._patches.flush()
             state = copy.deepcopy(self._live) if self._live is not None else None
             images = dict(self._live_images)
             index = self._live_index
@@ -388,12 +382,7 @@ class ChatPanel(anywidget.AnyWidget):
             ops = diff_event(self._live, event)
             if ops:
                 apply_ops(self._live, ops, in_place=True)
-                self._pending.extend(ops)
-            now = self._clock()
-            if _event_name(event) in BOUNDARY_EVENTS or now - self._last_send >= self.interval:
-                self._flush_locked(now)
-            elif self._pending:
-                self._arm_timer(self.interval - (now - self._last_send))
+            self._patches.add(ops, boundary=_event_name(event) in BOUNDARY_EVENTS)
             return ops
 
     def _claim_images(self) -> list[str]:
@@ -414,34 +403,6 @@ class ChatPanel(anywidget.AnyWidget):
         with self._lock:
             self._live_images[file_id] = data
             self.send({"type": "image", "file_id": file_id}, [data])
-
-    def _flush_locked(self, now: float) -> None:
-        if not self._pending:
-            return
-        ops = coalesce(self._pending)
-        self._pending = []
-        self._last_send = now
-        self.send({"type": "patch", "ops": ops})
-
-    def _arm_timer(self, delay: float) -> None:
-        loop = _running_loop()
-        if loop is None:  # the next event, or the end of the turn, sends them
-            return
-        timer = self._timer
-        if timer is not None and not timer.cancelled() and self._timer_loop is loop:
-            return
-        self._timer_loop = loop
-        self._timer = loop.call_later(max(delay, 0.0), self._on_timer)
-
-    def _on_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-            now = self._clock()
-            wait = self.interval - (now - self._last_send)
-            if self._pending and wait > _TIMER_SLACK:
-                self._arm_timer(wait)
-            else:
-                self._flush_locked(now)
 
     # -- the browser's messages -------------------------------------------------------------------
 
@@ -464,7 +425,7 @@ class ChatPanel(anywidget.AnyWidget):
         with self._lock:
             # Whatever is queued goes first: the snapshot includes it, and the browser replaces
             # its live turn with the snapshot, so no op is applied twice or lost.
-            self._flush_locked(self._clock())
+            self._patches.flush()
             live = (
                 None
                 if self._live is None
@@ -501,8 +462,7 @@ class _PanelHandler(AsyncAssistantEventHandler):
 
     @override
     async def on_end(self) -> None:
-        with self._panel._lock:
-            self._panel._flush_locked(self._panel._clock())
+        self._panel._patches.flush()
 
 
 # -- the client calls (on the portal's loop, whoever awaits them) -------------------------------

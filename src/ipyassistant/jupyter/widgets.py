@@ -29,9 +29,7 @@ the cell (see :class:`~ipyassistant.jupyter.handler.WidgetHandler`).
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import math
 import threading
 import time
 import uuid
@@ -43,13 +41,13 @@ import anywidget
 import traitlets
 from IPython.display import DisplayHandle, display
 
+from .throttle import PatchThrottle
 from .transcript import transcript_html
 from .view_state import (
     BOUNDARY_EVENTS,
     Op,
     ViewState,
     apply_ops,
-    coalesce,
     diff_event,
     empty_state,
     file_ids,
@@ -69,11 +67,6 @@ export default {
   },
 };
 """
-
-
-#: A timer that fires this close to the end of the interval flushes (asyncio fires timers up
-#: to its clock resolution early).
-_TIMER_SLACK = 0.002
 
 
 def _asset(name: str, fallback: str) -> Path | str:
@@ -126,15 +119,10 @@ class RunView(anywidget.AnyWidget):
     ) -> None:
         initial = copy.deepcopy(state) if state is not None else empty_state()
         super().__init__(state=initial, images=dict(images or {}), _uid=uuid.uuid4().hex, **kwargs)
-        self.interval = interval
-        self._clock = clock
         self._lock = threading.RLock()
+        self._patches = PatchThrottle(self.send, self._lock, interval=interval, clock=clock)
         self._live: ViewState = copy.deepcopy(initial)
         self._live_images: dict[str, bytes] = dict(images or {})
-        self._pending: list[Op] = []
-        self._last_send = -math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._handle: DisplayHandle | None = None
         #: File ids whose bytes were asked for (so a failed fetch is not retried per event).
         self.requested_images: set[str] = set()
@@ -176,12 +164,7 @@ class RunView(anywidget.AnyWidget):
             ops = diff_event(self._live, event)
             if ops:
                 apply_ops(self._live, ops, in_place=True)
-                self._pending.extend(ops)
-            now = self._clock()
-            if _event_name(event) in BOUNDARY_EVENTS or now - self._last_send >= self.interval:
-                self._flush_locked(now)
-            elif self._pending:
-                self._arm_timer(self.interval - (now - self._last_send))
+            self._patches.add(ops, boundary=_event_name(event) in BOUNDARY_EVENTS)
             return ops
 
     def push_ops(self, ops: Iterable[Op], *, boundary: bool = False) -> None:
@@ -189,12 +172,7 @@ class RunView(anywidget.AnyWidget):
         with self._lock:
             ops = list(ops)
             apply_ops(self._live, ops, in_place=True)
-            self._pending.extend(ops)
-            now = self._clock()
-            if boundary or now - self._last_send >= self.interval:
-                self._flush_locked(now)
-            elif self._pending:
-                self._arm_timer(self.interval - (now - self._last_send))
+            self._patches.add(ops, boundary=boundary)
 
     def add_image(self, file_id: str, data: bytes) -> None:
         """Give the view the bytes of an image file; sent at once as a binary buffer."""
@@ -207,8 +185,7 @@ class RunView(anywidget.AnyWidget):
 
     def flush(self) -> None:
         """Send the queued ops now."""
-        with self._lock:
-            self._flush_locked(self._clock())
+        self._patches.flush()
 
     def sync(self) -> None:
         """Flush, then write the view state and images to the synced traits.
@@ -216,7 +193,7 @@ class RunView(anywidget.AnyWidget):
         Call it when a stream ends: what it writes is what a saved notebook keeps.
         """
         with self._lock:
-            self._flush_locked(self._clock())
+            self._patches.flush()
             state = copy.deepcopy(self._live)  # the trait must not share what push mutates
             images = dict(self._live_images)
             with self.hold_sync():
@@ -226,42 +203,11 @@ class RunView(anywidget.AnyWidget):
     def reset(self, state: ViewState | None = None) -> None:
         """Show ``state`` (default: nothing) from now on, dropping what is queued."""
         with self._lock:
-            self._pending.clear()
+            self._patches.clear()
             self._live = copy.deepcopy(state) if state is not None else empty_state()
             self.sync()
             # The trait may not have changed while the browser's state (patched live) did.
             self.send({"type": "snapshot", "state": copy.deepcopy(self._live), "images": []})
-
-    def _flush_locked(self, now: float) -> None:
-        if not self._pending:
-            return
-        ops = coalesce(self._pending)
-        self._pending = []
-        self._last_send = now
-        self.send({"type": "patch", "ops": ops})
-
-    def _arm_timer(self, delay: float) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread: the next push or flush sends them
-            return
-        timer = self._timer
-        # A timer armed on another loop (one that may have closed since) would never fire.
-        if timer is not None and not timer.cancelled() and self._timer_loop is loop:
-            return
-        self._timer_loop = loop
-        self._timer = loop.call_later(max(delay, 0.0), self._on_timer)
-
-    def _on_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-            now = self._clock()
-            # A push may have flushed since the timer was armed: wait out the new interval.
-            wait = self.interval - (now - self._last_send)
-            if self._pending and wait > _TIMER_SLACK:
-                self._arm_timer(wait)
-            else:
-                self._flush_locked(now)
 
     # -- the browser's requests ------------------------------------------------------------
 
@@ -271,7 +217,7 @@ class RunView(anywidget.AnyWidget):
         with self._lock:
             # Whatever is queued goes first: the snapshot includes it, and the browser replaces
             # its state with the snapshot, so no op is applied twice or lost.
-            self._flush_locked(self._clock())
+            self._patches.flush()
             state = None if self._live == self.state else copy.deepcopy(self._live)
             missing = [fid for fid in self._live_images if fid not in self.images]
             buffers = [self._live_images[fid] for fid in missing]
