@@ -44,6 +44,10 @@ def test_text_reply_streams_the_documented_event_sequence(client, assistant):
     assert final[0].content[0].text.value == "echo: hello there"
     run = stream.get_final_run()
     assert run.status == "completed" and run.usage.completion_tokens == 4
+    # The SDK's step snapshots are built from step.created and the deltas only.
+    steps = stream.get_final_run_steps()
+    assert [s.type for s in steps] == ["message_creation"]
+    assert steps[0].step_details.message_creation.message_id == final[0].id
 
 
 def test_create_and_poll_returns_a_completed_run(client, assistant):

@@ -33,6 +33,8 @@ from openai.types.beta.threads.runs import RunStep
 
 from ._portal import Interrupt, client, on_portal, portal
 from .exceptions import EndRun, IpyassistantError, LifecycleError, ThreadBusyError, UsageError
+from .formatting import image_file_ids
+from .images import Image
 from .instructions import render_instructions
 from .tools import CodeInterpreterTool, FunctionTool, Tool, as_tools, function_tool
 
@@ -388,6 +390,28 @@ class Run:
     def refresh(self) -> Run:
         """Reload the run object, its steps and its messages from the server."""
         return portal().call(self.refresh_async())
+
+    @on_portal
+    async def images_async(self) -> list[Image]:
+        """The images the run produced (code-interpreter plots), with their bytes, in order.
+
+        Each :class:`~ipyassistant.images.Image` displays as the picture in IPython;
+        ``image.data`` holds the bytes and ``image.save(path)`` writes them.
+        """
+        api = await client()
+        images = []
+        for file_id in image_file_ids(self.messages, self.steps):
+            response = await api.files.content(file_id)
+            images.append(Image(file_id, response.content))
+        return images
+
+    def images(self) -> list[Image]:
+        """The images the run produced (code-interpreter plots), with their bytes, in order.
+
+        Each :class:`~ipyassistant.images.Image` displays as the picture in IPython;
+        ``image.data`` holds the bytes and ``image.save(path)`` writes them.
+        """
+        return portal().call(self.images_async())
 
     @on_portal
     async def cancel_async(self) -> Run:

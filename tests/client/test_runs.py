@@ -190,3 +190,25 @@ def test_event_handler_class_must_be_an_async_handler():
 def test_a_bad_tool_choice_is_a_usage_error():
     with pytest.raises(UsageError, match="tool_choice"):
         Thread().run(Assistant(), tool_choice=42)
+
+
+def test_a_runs_images_come_as_bytes_that_display_in_ipython(tmp_path):
+    from IPython.core.formatters import PNGFormatter
+
+    from ipyassistant import CodeInterpreter
+
+    code = (
+        "import numpy as np\nimport matplotlib.pyplot as plt\n"
+        "x = np.linspace(0, 6.3, 50)\nplt.plot(x, np.sin(x))\nplt.show()"
+    )
+    run = Assistant(tools=[CodeInterpreter]).say(
+        f"Generate a plot of sin(x)\n```python\n{code}\n```", event_handler_class=None
+    )
+    assert run.run.status == "completed", run.run.last_error
+    images = run.images()
+    assert len(images) == 1
+    image = images[0]
+    assert image.mime_type == "image/png" and image.data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert PNGFormatter()(image) == image.data  # IPython shows it as the picture
+    assert image.save(tmp_path / "sin.png").read_bytes() == image.data
+    assert Assistant().say("no pictures here", event_handler_class=None).images() == []
