@@ -86,6 +86,16 @@ class CodeRunner(Protocol):
         ...
 
 
+@dataclass
+class _Context:
+    """What a prompt is built from: the thread's messages, this run's steps, a note."""
+
+    messages: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    #: Told to the model after the instructions (e.g. the code interpreter's files).
+    note: str
+
+
 class _Stopped(Exception):
     """The run was asked to stop: cancelled by a client, or the server is shutting down."""
 
@@ -374,17 +384,27 @@ class RunEngine:
     async def _advance(self, seg: _Segment) -> None:
         run = seg.run
         self._check(run["id"])
-        await self._save(seg, status="in_progress", started_at=run["started_at"] or now())
+        changes = {"status": "in_progress", "started_at": run["started_at"] or now()}
+        # Start the run and read what its first prompt needs in one transaction.
+        async with self.store.tx() as tx:
+            if not await tx.update_run({**run, **changes}, run["status"]):
+                raise _Stopped
+            run.update(changes)
+            context: _Context | None = await self._load_context(tx, run)
         seg.sink.emit("thread.run.in_progress", run)
         provider = resolve_model(run["model"])
         seg.provider = provider
         first_call = not run.get("usage")
         while True:
             self._check(run["id"])
-            request = await self._build_request(seg, provider, first_call)
+            if context is None:
+                async with self.store.read() as tx:
+                    context = await self._load_context(tx, run)
+            request = await self._build_request(seg, provider, first_call, context)
             if request is None:
                 return
             first_call = False
+            context = None
             step, calls = await self._stream_model(seg, provider, request)
             if step is None:  # the run has ended
                 return
@@ -400,16 +420,19 @@ class RunEngine:
 
     # -- prompts --------------------------------------------------------------------------
 
+    async def _load_context(self, tx: Tx, run: dict[str, Any]) -> _Context:
+        note = ""
+        if self.code_runner is not None and _has_code_interpreter(run):
+            note = await self.code_runner.prepare(run, tx)
+        return _Context(
+            await tx.thread_messages(run["thread_id"]), await tx.run_steps(run["id"]), note
+        )
+
     async def _build_request(
-        self, seg: _Segment, provider: ModelProvider, first_call: bool
+        self, seg: _Segment, provider: ModelProvider, first_call: bool, context: _Context
     ) -> ModelRequest | None:
         run = seg.run
-        async with self.store.read() as tx:
-            messages = await tx.thread_messages(run["thread_id"])
-            steps = await tx.run_steps(run["id"])
-            note = ""
-            if self.code_runner is not None and _has_code_interpreter(run):
-                note = await self.code_runner.prepare(run, tx)
+        messages, steps, note = context.messages, context.steps, context.note
         system = run["instructions"] or ""
         if note:
             system = f"{system}\n\n{note}" if system else note
