@@ -27,9 +27,9 @@ import keyword
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import openai
 from IPython.core.error import UsageError
@@ -46,6 +46,17 @@ from ..settings import default_model
 from ..threads import Thread
 from ..tools import Tool
 from .display import in_notebook
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _magic(marker: Callable[[str], Any], name: str) -> Callable[[_F], _F]:
+    """``@cell_magic(name)`` / ``@line_magic(name)`` with a type checkers can apply.
+
+    IPython 9 types the marker as returning ``_F | Callable[[_F], _F]``, a union no decorated
+    function fits; this says which of the two it is when given a name.
+    """
+    return cast("Callable[[_F], _F]", marker(name))
 
 __all__ = [
     "FORMATS",
@@ -278,7 +289,7 @@ class AssistantMagics(Magics):
     )
     @argument("--no-expand", dest="expand", action="store_const", const=False, help="Do not.")
     @no_var_expand
-    @cell_magic("assistant")
+    @_magic(cell_magic, "assistant")
     def assistant_cell(self, line: str, cell: str) -> None:
         """Say the cell's body to an assistant and show the run."""
         args = _parse(self.assistant_cell, line)
@@ -359,7 +370,7 @@ class AssistantMagics(Magics):
     )
     @argument("value", nargs="?", metavar="NAME")
     @no_var_expand
-    @line_magic("assistant")
+    @_magic(line_magic, "assistant")
     def assistant_line(self, line: str) -> None:
         """Manage the notebook's conversations with assistants."""
         args = _parse(self.assistant_line, line)
