@@ -6,19 +6,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import widget, { ChatState, ChatView, type ChatActions, type ChatPanelModel } from "../../js/chat_panel";
 import { emptyState, type Item, type RunInfo, type ViewState } from "../../js/view_state";
-import { fakeObjectUrls } from "./fixtures";
+import { FakeModel as BaseFakeModel, fakeObjectUrls, nextFrame, props } from "./fixtures";
 
-type Handler = (...args: unknown[]) => void;
-
-/** Just enough of an anywidget model: traits, events, and what the widget sent. */
-class FakeModel {
-  attrs: Record<string, unknown>;
-  handlers = new Map<string, Set<Handler>>();
-  sent: { content: unknown; buffers: unknown[] }[] = [];
-  widget_manager = {};
-
+/** A chat panel's model, with the traits' defaults. */
+class FakeModel extends BaseFakeModel<ChatPanelModel> {
   constructor(attrs: Partial<ChatPanelModel> = {}) {
-    this.attrs = {
+    super({
       history: emptyState(),
       turns: [],
       images: {},
@@ -28,38 +21,9 @@ class FakeModel {
       placeholder: "Message Assistant…",
       _uid: "chat-1",
       ...attrs,
-    };
-  }
-  get<K extends keyof ChatPanelModel>(key: K): ChatPanelModel[K] {
-    return this.attrs[key] as ChatPanelModel[K];
-  }
-  set(key: string, value: unknown): void {
-    this.attrs[key] = value;
-    this.emit(`change:${key}`);
-  }
-  on(name: string, cb: Handler): void {
-    if (!this.handlers.has(name)) this.handlers.set(name, new Set());
-    this.handlers.get(name)?.add(cb);
-  }
-  off(name?: string | null, cb?: Handler | null): void {
-    if (name && cb) this.handlers.get(name)?.delete(cb);
-  }
-  emit(name: string, ...args: unknown[]): void {
-    for (const cb of this.handlers.get(name) ?? []) cb(...args);
-  }
-  send(content: unknown, _callbacks?: unknown, buffers: unknown[] = []): void {
-    this.sent.push({ content, buffers });
-  }
-  save_changes(): void {}
-  listeners(): number {
-    return [...this.handlers.values()].reduce((n, set) => n + set.size, 0);
+    });
   }
 }
-
-const nextFrame = (): Promise<void> => new Promise((resolve) => requestAnimationFrame(() => resolve()));
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const props = (model: FakeModel, el?: HTMLElement): any => ({ model, el, signal: new AbortController().signal });
 
 function message(id: string, role: string, text: string, status = "completed"): Item {
   return { kind: "message", id, run_id: null, role, status, blocks: [{ type: "text", text }] };

@@ -52,3 +52,52 @@ export function fakeObjectUrls(): { made: Map<string, Blob>; revoked: Set<string
     },
   };
 }
+
+type Handler = (...args: unknown[]) => void;
+
+/** Just enough of an anywidget model: traits, events, and what the widget sent. */
+export class FakeModel<M> {
+  attrs: Record<string, unknown>;
+  handlers = new Map<string, Set<Handler>>();
+  sent: { content: unknown; buffers: unknown[] }[] = [];
+  widget_manager = {};
+
+  constructor(attrs: Record<string, unknown>) {
+    this.attrs = attrs;
+  }
+  get<K extends keyof M>(key: K): M[K] {
+    return this.attrs[key as string] as M[K];
+  }
+  set(key: string, value: unknown): void {
+    this.attrs[key] = value;
+    this.emit(`change:${key}`);
+  }
+  on(name: string, cb: Handler): void {
+    if (!this.handlers.has(name)) this.handlers.set(name, new Set());
+    this.handlers.get(name)?.add(cb);
+  }
+  off(name?: string | null, cb?: Handler | null): void {
+    if (name && cb) this.handlers.get(name)?.delete(cb);
+  }
+  emit(name: string, ...args: unknown[]): void {
+    for (const cb of this.handlers.get(name) ?? []) cb(...args);
+  }
+  send(content: unknown, _callbacks?: unknown, buffers: unknown[] = []): void {
+    this.sent.push({ content, buffers });
+  }
+  /** The contents of the custom messages the widget sent, without their buffers. */
+  get contents(): unknown[] {
+    return this.sent.map((message) => message.content);
+  }
+  save_changes(): void {}
+  listeners(): number {
+    return [...this.handlers.values()].reduce((n, set) => n + set.size, 0);
+  }
+}
+
+/** Resolves after the next animation frame (the views render at most once per frame). */
+export const nextFrame = (): Promise<void> => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+
+/** The argument anywidget passes to initialize/render. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const props = (model: FakeModel<unknown>, el?: HTMLElement): any => ({ model, el, signal: new AbortController().signal });

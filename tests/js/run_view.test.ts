@@ -6,47 +6,14 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import widget, { type RunViewModel } from "../../js/run_view";
 import { emptyState, type ViewState } from "../../js/view_state";
-import { fakeObjectUrls, files, opsFixture } from "./fixtures";
+import { FakeModel as BaseFakeModel, fakeObjectUrls, files, nextFrame, opsFixture, props } from "./fixtures";
 
-type Handler = (...args: unknown[]) => void;
-
-/** Just enough of an anywidget model: traits, events, and what the widget sent. */
-class FakeModel {
-  attrs: Record<string, unknown>;
-  handlers = new Map<string, Set<Handler>>();
-  sent: unknown[] = [];
-  widget_manager = {};
-
+/** A run view's model: its state and images traits. */
+class FakeModel extends BaseFakeModel<RunViewModel> {
   constructor(state: ViewState = emptyState(), images: Record<string, DataView> = {}) {
-    this.attrs = { state, images, _uid: "uid-1" };
-  }
-  get<K extends keyof RunViewModel>(key: K): RunViewModel[K] {
-    return this.attrs[key] as RunViewModel[K];
-  }
-  set(key: string, value: unknown): void {
-    this.attrs[key] = value;
-    this.emit(`change:${key}`);
-  }
-  on(name: string, cb: Handler): void {
-    if (!this.handlers.has(name)) this.handlers.set(name, new Set());
-    this.handlers.get(name)?.add(cb);
-  }
-  off(name?: string | null, cb?: Handler | null): void {
-    if (name && cb) this.handlers.get(name)?.delete(cb);
-  }
-  emit(name: string, ...args: unknown[]): void {
-    for (const cb of this.handlers.get(name) ?? []) cb(...args);
-  }
-  send(content: unknown): void {
-    this.sent.push(content);
-  }
-  save_changes(): void {}
-  listeners(): number {
-    return [...this.handlers.values()].reduce((n, set) => n + set.size, 0);
+    super({ state, images, _uid: "uid-1" });
   }
 }
-
-const nextFrame = (): Promise<void> => new Promise((resolve) => requestAnimationFrame(() => resolve()));
 
 let urls: ReturnType<typeof fakeObjectUrls>;
 beforeEach(() => {
@@ -54,14 +21,11 @@ beforeEach(() => {
 });
 afterEach(() => urls.restore());
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const props = (model: FakeModel, el?: HTMLElement): any => ({ model, el, signal: new AbortController().signal });
-
 describe("the RunView module", () => {
   it("asks for a snapshot, then renders every patch in every view", async () => {
     const model = new FakeModel();
     const cleanup = (await widget.initialize?.(props(model))) as () => void;
-    expect(model.sent).toEqual([{ type: "snapshot?" }]);
+    expect(model.contents).toEqual([{ type: "snapshot?" }]);
     const first = document.createElement("div");
     const disposeFirst = (await widget.render?.(props(model, first))) as () => void;
     for (const ops of opsFixture("text").batches) model.emit("msg:custom", { type: "patch", ops }, []);
