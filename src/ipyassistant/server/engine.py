@@ -106,7 +106,6 @@ class _Segment:
 
     run: dict[str, Any]
     sink: EventSink
-    provider: ModelProvider | None = None
     message: dict[str, Any] | None = None
     message_step: dict[str, Any] | None = None
     text: list[str] = field(default_factory=list)
@@ -393,7 +392,6 @@ class RunEngine:
             context: _Context | None = await self._load_context(tx, run)
         seg.sink.emit("thread.run.in_progress", run)
         provider = resolve_model(run["model"])
-        seg.provider = provider
         first_call = not run.get("usage")
         while True:
             self._check(run["id"])

@@ -123,23 +123,21 @@ class Tx:
         row = await self.conn.execute(sa.select(table.c.seq).where(table.c.id == object_id))
         return row.first() is not None
 
-    async def update(self, kind: str, obj: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        table = db.TABLES[kind]
-        cols = _columns(kind, obj)
-        del cols["id"], cols["created_at"]
-        await self.conn.execute(
-            sa.update(table).where(table.c.id == obj["id"]).values(**cols, **extra)
-        )
+    async def update(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        await self._write(kind, obj)
         return obj
 
     async def update_run(self, run: dict[str, Any], expected_status: str) -> bool:
         """Write ``run`` only if its stored status is still ``expected_status``."""
-        cols = _columns("run", run)
+        return await self._write("run", run, db.runs.c.status == expected_status)
+
+    async def _write(self, kind: str, obj: dict[str, Any], *where: sa.ColumnElement[bool]) -> bool:
+        """Replace a stored object (and its indexed columns); False if no row matched."""
+        table = db.TABLES[kind]
+        cols = _columns(kind, obj)
         del cols["id"], cols["created_at"]
         result = await self.conn.execute(
-            sa.update(db.runs)
-            .where(db.runs.c.id == run["id"], db.runs.c.status == expected_status)
-            .values(**cols)
+            sa.update(table).where(table.c.id == obj["id"], *where).values(**cols)
         )
         return bool(result.rowcount)
 
