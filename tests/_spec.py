@@ -1,6 +1,7 @@
 """Validation of everything the server sends against the official OpenAPI spec.
 
-The spec lives in ``../shared/spec/openai-openapi.yaml`` (beside the repository). Its legacy
+The schemas come from OpenAI's OpenAPI document, extracted into ``spec/assistants-schemas.json``
+by ``spec/extract.py`` (the repository carries what its tests need). Their legacy
 ``nullable: true`` is rewritten into JSON-Schema null types, then each payload is validated
 with ``jsonschema`` against the schema its ``object`` field names. :class:`SpecRecorder` is
 an ASGI middleware that validates every JSON body and every SSE event a server sends.
@@ -8,16 +9,14 @@ an ASGI middleware that validates every JSON body and every SSE event a server s
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "spec" / "openai-openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "spec" / "assistants-schemas.json"
 
 _OBJECT_SCHEMAS = {
     "assistant": "AssistantObject",
@@ -71,9 +70,8 @@ def rewrite_nullable(node: Any) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _root() -> dict[str, Any]:
-    with SPEC_PATH.open() as f:
-        spec = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return {"components": {"schemas": rewrite_nullable(copy.deepcopy(spec["components"]["schemas"]))}}
+    spec = json.loads(SPEC_PATH.read_text())
+    return {"components": {"schemas": rewrite_nullable(spec["components"]["schemas"])}}
 
 
 @functools.cache
