@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 from openai import AssistantEventHandler
 from typing_extensions import override
+
+from _spec import parse_sse
 
 
 class Recorder(AssistantEventHandler):
@@ -121,3 +124,28 @@ def test_create_thread_and_run_stream(client, assistant):
     ) as stream:
         stream.until_done()
     assert stream.get_final_messages()[0].content[0].text.value == "echo: one shot"
+
+
+def test_create_thread_and_run_stream_starts_with_the_new_thread(client, assistant):
+    handler = Recorder()
+    with client.beta.threads.create_and_run_stream(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "first"}]}, event_handler=handler
+    ) as stream:
+        stream.until_done()
+    assert handler.events[:3] == ["thread.created", "thread.run.created", "thread.run.queued"]
+    assert handler.events[-1] == "thread.run.completed"
+
+
+def test_create_thread_and_run_sse_sends_the_thread_first(server, assistant):
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    body = {"assistant_id": assistant.id, "stream": True, "thread": {"messages": [{"role": "user", "content": "hi"}]}}
+    with httpx.Client(base_url=server.base_url, headers=headers) as http:
+        events = parse_sse(http.post("/threads/runs", json=body).content)
+    (first, thread), (second, run) = events[0], events[1]
+    assert (first, second) == ("thread.created", "thread.run.created")
+    thread, run = json.loads(thread), json.loads(run)
+    assert thread["object"] == "thread" and run["thread_id"] == thread["id"]
+    # Plain create-run streams never announce a thread.
+    with httpx.Client(base_url=server.base_url, headers=headers) as http:
+        again = parse_sse(http.post(f"/threads/{thread['id']}/runs", json={"assistant_id": assistant.id, "stream": True}).content)
+    assert again[0][0] == "thread.run.created"

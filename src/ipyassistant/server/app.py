@@ -433,8 +433,10 @@ def _routes(server: Server) -> APIRouter:
         await tx.insert("run", run, worker_id=engine.worker_id)
         return run
 
-    def start(run: dict[str, Any], stream: bool | None) -> Any:
-        prelude = [("thread.run.created", run), ("thread.run.queued", run)]
+    def start(run: dict[str, Any], stream: bool | None, thread: dict[str, Any] | None = None) -> Any:
+        """Launch ``run``; a stream starts with the new ``thread`` (create-and-run), then the run."""
+        prelude = [("thread.created", thread)] if thread is not None else []
+        prelude += [("thread.run.created", run), ("thread.run.queued", run)]
         if not stream:
             engine.launch(run, NO_EVENTS, [])
             return run
@@ -457,7 +459,7 @@ def _routes(server: Server) -> APIRouter:
                 thread_body = thread_body.model_copy(update={"tool_resources": body.tool_resources})
             thread = await insert_thread(tx, thread_body, "thread.")
             run = await insert_run(tx, thread["id"], body)
-        return start(run, body.stream)
+        return start(run, body.stream, thread)
 
     # Registered after POST /threads/runs, which it would otherwise shadow.
     @router.get("/threads/{thread_id}")
