@@ -11,7 +11,7 @@ import { emptyLiveBatch, foldLive, type LiveBatch } from "./live";
 import { makeContext, RunRenderer, type RenderContext } from "./render";
 import { button, el } from "./toolkit/dom";
 import { animationFrames, FrameBatch, Ticker, type Clock, type Scheduler } from "./toolkit/frames";
-import type { ViewState } from "./view_state";
+import { fileIds, type ViewState } from "./view_state";
 
 /** Files larger than this (all of a message's together) are refused: the notebook's
  * websocket would drop the message. */
@@ -99,7 +99,7 @@ export class ChatView {
     const doc = (this.doc = options.doc ?? el_.ownerDocument);
     this.ctx = makeContext({ doc, images: state.images, open: state.open, now: options.now });
     this.frames = new FrameBatch(emptyChatBatch, (batch) => this.draw(batch), options.frames ?? animationFrames(doc.defaultView));
-    this.ticker = new Ticker(() => this.tock(), options.clock);
+    this.ticker = new Ticker(() => this.onTick(), options.clock);
     this.root = el(doc, "div", "ipa-chat", { testId: "ipa-chat" });
     this.log = el(doc, "div", "ipa-chat-log", { testId: "ipa-chat-log" });
     this.conversation = el(doc, "div", "ipa-chat-conversation");
@@ -321,21 +321,16 @@ export class ChatView {
     this.tick();
   }
 
-  private refreshImages(fileIds: string[]): void {
+  private refreshImages(arrived: string[]): void {
     // Finished turns are few and small: re-render the ones that show these images.
-    const wanted = new Set(fileIds);
-    const shows = (state: ViewState): boolean =>
-      state.items.some((item) =>
-        item.kind === "message"
-          ? item.blocks.some((b) => b.type === "image" && wanted.has(b.file_id))
-          : item.kind === "code" && item.images.some((id) => wanted.has(id)),
-      );
+    const wanted = new Set(arrived);
+    const shows = (state: ViewState): boolean => fileIds(state).some((id) => wanted.has(id));
     if (shows(this.state.history)) this.historyRenderer.render(this.state.history);
     this.state.turns.forEach((turn, i) => {
       const box = this.turnBoxes[i];
       if (box && shows(turn)) new RunRenderer(box, this.ctx).render(turn);
     });
-    if (this.liveRenderer && this.state.live) this.liveRenderer.refreshImages(this.state.live.state, fileIds);
+    if (this.liveRenderer && this.state.live) this.liveRenderer.refreshImages(this.state.live.state, arrived);
   }
 
   /** The elapsed time of the live run ticks once a second. */
@@ -343,7 +338,8 @@ export class ChatView {
     this.ticker.run(this.state.live !== null && RunRenderer.ticking(this.state.live.state));
   }
 
-  private tock(): void {
+  /** Redraw the live run bar (or stop ticking, once no turn is live). */
+  private onTick(): void {
     const live = this.state.live;
     if (this.liveRenderer && live) this.liveRenderer.renderRun(live.state);
     else this.tick();
