@@ -1,5 +1,7 @@
 /**
- * The live state of one widget model, shared by all its views.
+ * The live state of one stream: a view state, the images it shows and which of its cards are
+ * open, shared by all the views of a model. RunView keeps one per model; ChatPanel keeps one
+ * for its streaming turn.
  *
  * It is made in anywidget's `initialize` (once per model, before any comm message is handled)
  * so that no patch is lost between the model's creation and its first view. It applies the
@@ -10,19 +12,33 @@
  * - `{type: "snapshot", state, images}` + buffers: the kernel's live state (null: the synced
  *   `state` trait is current), the answer to the `{type: "snapshot?"}` it sends when created;
  * - a change of the `state` or `images` trait (written by the kernel when a stream ends).
+ *
+ * `LiveBatch` and `foldLive` fold its events into what a view re-renders at the next frame.
  */
 
 import { ImageStore, toBytes } from "./render";
-import { applyOps, cloneState, emptyState, noChanges, type Changes, type Op, type ViewState } from "./view_state";
+import {
+  applyOps,
+  cloneState,
+  emptyState,
+  mergeChanges,
+  noChanges,
+  type Changes,
+  type Op,
+  type ViewState,
+} from "./view_state";
 
-export type Listener = (event: { kind: "reset" } | { kind: "ops"; changes: Changes } | { kind: "images"; fileIds: string[] }) => void;
+/** What happened to a live state: replaced whole, changed by ops, or images arrived. */
+export type LiveEvent = { kind: "reset" } | { kind: "ops"; changes: Changes } | { kind: "images"; fileIds: string[] };
+
+export type Listener = (event: LiveEvent) => void;
 
 export type KernelMessage =
   | { type: "patch"; ops: Op[] }
   | { type: "image"; file_id: string }
   | { type: "snapshot"; state: ViewState | null; images?: string[] };
 
-type Buffer = DataView | ArrayBuffer | ArrayBufferView;
+export type Buffer = DataView | ArrayBuffer | ArrayBufferView;
 
 export class LiveState {
   state: ViewState;
@@ -41,7 +57,7 @@ export class LiveState {
     return () => this.listeners.delete(listener);
   }
 
-  private emit(event: Parameters<Listener>[0]): void {
+  private emit(event: LiveEvent): void {
     for (const listener of this.listeners) listener(event);
   }
 
@@ -56,10 +72,9 @@ export class LiveState {
         this.emit({ kind: "images", fileIds: [msg.file_id] });
       }
     } else if (msg.type === "snapshot") {
-      const ids = Array.isArray(msg.images) ? msg.images : [];
-      ids.forEach((id, i) => buffers[i] && this.images.set(id, toBytes(buffers[i])));
+      const ids = this.storeImages(msg.images, buffers);
       if (isViewState(msg.state)) this.replace(msg.state);
-      else if (ids.length) this.emit({ kind: "images", fileIds: ids });
+      else if (ids.length) this.imagesArrived(ids);
     }
   }
 
@@ -81,7 +96,22 @@ export class LiveState {
     for (const [id, buffer] of Object.entries(images)) {
       if (buffer && this.images.set(id, toBytes(buffer))) changed.push(id);
     }
-    if (changed.length) this.emit({ kind: "images", fileIds: changed });
+    if (changed.length) this.imagesArrived(changed);
+  }
+
+  /**
+   * Keep the bytes of a snapshot's images (the i-th buffer is the i-th id's) without telling
+   * the views yet; returns the ids, for `imagesArrived` once the snapshot is applied.
+   */
+  storeImages(ids: unknown, buffers: Buffer[]): string[] {
+    const list = Array.isArray(ids) ? (ids as string[]) : [];
+    list.forEach((id, i) => buffers[i] && this.images.set(id, toBytes(buffers[i])));
+    return list;
+  }
+
+  /** Tell the views that these images' bytes arrived. */
+  imagesArrived(fileIds: string[]): void {
+    this.emit({ kind: "images", fileIds });
   }
 
   dispose(): void {
@@ -96,4 +126,30 @@ export function isViewState(value: unknown): value is ViewState {
     value !== null &&
     Array.isArray((value as ViewState).items)
   );
+}
+
+/** What a view re-renders at its next frame, from the live state's events since the last. */
+export interface LiveBatch {
+  /** The state was replaced: render it whole (the changes before are moot). */
+  reset: boolean;
+  /** What ops changed, when not reset. */
+  changes: Changes | null;
+  /** Images whose bytes arrived. */
+  images: string[];
+}
+
+export function emptyLiveBatch(): LiveBatch {
+  return { reset: false, changes: null, images: [] };
+}
+
+/** Fold one event of a live state into `batch`. */
+export function foldLive(batch: LiveBatch, event: LiveEvent): void {
+  if (event.kind === "reset") {
+    batch.reset = true;
+    batch.changes = null;
+  } else if (event.kind === "images") {
+    batch.images.push(...event.fileIds);
+  } else if (!batch.reset) {
+    batch.changes = mergeChanges(batch.changes ?? noChanges(), event.changes);
+  }
 }

@@ -5,15 +5,17 @@
  */
 
 import { copyButton, highlight, renderMarkdown } from "./markdown";
-import type {
-  Changes,
-  CodeItem,
-  Item,
-  MessageItem,
-  RunInfo,
-  ToolCallItem,
-  ViewError,
-  ViewState,
+import { el } from "./toolkit/dom";
+import {
+  noChanges,
+  type Changes,
+  type CodeItem,
+  type Item,
+  type MessageItem,
+  type RunInfo,
+  type ToolCallItem,
+  type ViewError,
+  type ViewState,
 } from "./view_state";
 
 /** Image bytes by file id, shown through object URLs (made once, revoked on dispose). */
@@ -96,18 +98,6 @@ export function makeContext(partial: Partial<RenderContext> = {}): RenderContext
 }
 
 const ACTIVE = new Set(["queued", "in_progress", "requires_action", "cancelling"]);
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  doc: Document,
-  tag: K,
-  className?: string,
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const node = doc.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export function renderError(error: ViewError | null, ctx: RenderContext): HTMLElement | null {
   if (!error) return null;
@@ -339,7 +329,7 @@ export class RunRenderer {
   /** Re-render the items that show one of these images (their bytes just arrived). */
   refreshImages(state: ViewState, fileIds: string[]): void {
     const wanted = new Set(fileIds);
-    const changes: Changes = { run: false, error: false, items: new Set(), added: false };
+    const changes = noChanges();
     for (const item of state.items) {
       const ids =
         item.kind === "message"

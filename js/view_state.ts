@@ -112,6 +112,15 @@ export function noChanges(): Changes {
   return { run: false, error: false, items: new Set(), added: false };
 }
 
+/** Add what `from` changed to `into` (the changes of several batches, for one re-render). */
+export function mergeChanges(into: Changes, from: Changes): Changes {
+  into.run ||= from.run;
+  into.error ||= from.error;
+  into.added ||= from.added;
+  for (const id of from.items) into.items.add(id);
+  return into;
+}
+
 /** A deep copy, through JSON: view states are plain JSON. */
 export function cloneState(state: ViewState): ViewState {
   return JSON.parse(JSON.stringify(state)) as ViewState;

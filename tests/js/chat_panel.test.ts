@@ -4,7 +4,9 @@ import { pathToFileURL } from "node:url";
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import widget, { ChatState, ChatView, type ChatActions, type ChatPanelModel } from "../../js/chat_panel";
+import widget, { type ChatPanelModel } from "../../js/chat_panel";
+import { ChatState } from "../../js/chat_state";
+import { ChatView, type ChatActions } from "../../js/chat_view";
 import { emptyState, type Item, type RunInfo, type ViewState } from "../../js/view_state";
 import { FakeModel as BaseFakeModel, fakeObjectUrls, nextFrame, props } from "./fixtures";
 

@@ -3,6 +3,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
+import type { AnyModel } from "@anywidget/types";
+
 import type { Op, ViewState } from "../../js/view_state";
 
 // vitest runs from the repository root (where vitest.config.ts is).
@@ -101,3 +103,6 @@ export const nextFrame = (): Promise<void> => new Promise((resolve) => requestAn
 /** The argument anywidget passes to initialize/render. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const props = (model: FakeModel<unknown>, el?: HTMLElement): any => ({ model, el, signal: new AbortController().signal });
+
+/** A fake model where a function wants anywidget's model type. */
+export const asModel = <M extends object>(model: FakeModel<M>): AnyModel<M> => model as unknown as AnyModel<M>;
