@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from . import objects
+from .code_runner import CodeOutput
 from .config import ServerConfig
-from .engine import CodeOutput
 from .errors import NotFound
 from .files import FileStore
 from .kernels import KernelPool
