@@ -15,6 +15,7 @@ import pytest
 from openai import AssistantEventHandler
 from typing_extensions import override
 
+from _wait import wait_until
 from ipyassistant.server.code_interpreter import _Logs, _safe_name
 from ipyassistant.server.kernels import KernelPool
 
@@ -25,30 +26,18 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def fenced(code: str, text: str = "") -> str:
     return f"{text}\n```python\n{code}\n```" if text else f"```python\n{code}\n```"
 
 
 def finish(client: openai.OpenAI, thread_id: str, run_id: str, timeout: float = 60) -> Any:
-    return wait_for(
+    return wait_until(
         lambda: (
             (r := client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)).status in TERMINAL
             and r
         ),
-        timeout,
-        f"run {run_id} to end",
+        timeout=timeout,
+        message=f"run {run_id} to end",
     )
 
 
@@ -294,7 +283,7 @@ def test_cancelling_a_run_interrupts_its_code(client, coder, server):
             }
         ],
     )
-    wait_for(started.exists, what="the code to start")
+    wait_until(started.exists, message="the code to start")
     client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
     assert finish(client, thread.id, run.id, timeout=20).status == "cancelled"
     # The kernel was interrupted, not left sleeping, and kept its variables.
@@ -401,8 +390,8 @@ def test_idle_kernels_are_shut_down(make_server):
     thread = client.beta.threads.create()
     execute(client, coder.id, thread.id, "a = 1")
     pool = pool_of(running)
-    wait_for(lambda: pool.thread_pid(thread.id) is None, what="the idle kernel to stop")
-    wait_for(lambda: not pool.pids(), what="the idle kernel's process to go")
+    wait_until(lambda: pool.thread_pid(thread.id) is None, message="the idle kernel to stop")
+    wait_until(lambda: not pool.pids(), message="the idle kernel's process to go")
     _, call = execute(client, coder.id, thread.id, "print('a' in dir())")
     assert "without use" in logs_of(call)
 
@@ -410,7 +399,7 @@ def test_idle_kernels_are_shut_down(make_server):
 def test_a_warm_kernel_serves_a_new_threads_first_execution(make_server):
     running = make_server()
     pool = pool_of(running)
-    wait_for(lambda: pool.warm_count() == 1, 60, "the warm pool")
+    wait_until(lambda: pool.warm_count() == 1, timeout=60, message="the warm pool")
     [warm] = pool.pids()
     client = running.client()
     coder = client.beta.assistants.create(model="test", tools=[{"type": "code_interpreter"}])
@@ -419,7 +408,7 @@ def test_a_warm_kernel_serves_a_new_threads_first_execution(make_server):
     pid, cwd = logs_of(call).split()
     assert int(pid) == warm
     assert Path(cwd) == running.config.code_dir / thread.id
-    wait_for(lambda: pool.warm_count() == 1, 60, "the pool to refill")
+    wait_until(lambda: pool.warm_count() == 1, timeout=60, message="the pool to refill")
 
 
 def test_no_kernel_process_outlives_the_server(make_server):
@@ -442,10 +431,12 @@ def test_no_kernel_process_outlives_the_server(make_server):
         assistant_id=coder.id,
         additional_messages=[{"role": "user", "content": fenced(code)}],
     )
-    wait_for(lambda: started.exists() and started.read_text(), 60, "the busy code to start")
+    wait_until(
+        lambda: started.exists() and started.read_text(), timeout=60, message="the busy code to start"
+    )
     pids |= {int(p) for p in started.read_text().split()}
     pool = pool_of(running)
-    wait_for(lambda: len(pool.pids()) == 3, 60, "the warm pool to refill")
+    wait_until(lambda: len(pool.pids()) == 3, timeout=60, message="the warm pool to refill")
     pids |= set(pool.pids())
     assert len(pids) == 5
     begin = time.monotonic()
@@ -458,7 +449,9 @@ def test_no_kernel_process_outlives_the_server(make_server):
         except psutil.NoSuchProcess:
             return True
 
-    wait_for(lambda: all(gone(p) for p in pids), 10, "every kernel process to end")
+    wait_until(
+        lambda: all(gone(p) for p in pids), timeout=10, message="every kernel process to end"
+    )
     # The interrupted run did not stay active.
     restarted = make_server(data_dir=running.config.data_dir, code_warm_kernels=0)
     with restarted.client() as again:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from _wait import wait_until
 from ipyassistant.server.models.base import (
     ChatMessage,
     Finish,
@@ -225,10 +226,12 @@ def fake_chat_server() -> Iterator[FakeServer]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "fake server did not start"
-        time.sleep(0.01)
+
+    def started() -> bool:
+        assert thread.is_alive(), "fake server did not start"
+        return server.started
+
+    wait_until(started, timeout=10, interval=0.01, message="the fake server to start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield FakeServer(state, f"http://127.0.0.1:{port}/v1")

@@ -17,6 +17,8 @@ import httpx
 import openai
 import pytest
 
+from _wait import wait_until
+
 KEY = "sk-crash-test"
 
 
@@ -40,16 +42,15 @@ class ServeProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
-            time.sleep(0.05)
+        wait_until(self._healthy, timeout=30, interval=0.05, message="the server to start")
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=KEY, max_retries=0)
@@ -81,13 +82,14 @@ def processes() -> Iterator[list[ServeProcess]]:
 
 
 def poll(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[str] = []
+
+    def ended() -> Any:
         run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        if run.status in statuses:
-            return run
-        assert time.monotonic() < deadline, f"run stayed {run.status}"
-        time.sleep(0.05)
+        seen.append(run.status)
+        return run if run.status in statuses else None
+
+    return wait_until(ended, timeout=timeout, interval=0.05, message=lambda: f"run {run_id} to be one of {sorted(statuses)}, not {seen[-1]}")
 
 
 @pytest.mark.slow

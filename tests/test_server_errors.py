@@ -6,13 +6,14 @@ required field), the SDK and its exception classes everywhere else.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+
+from _wait import wait_until
 
 
 @pytest.fixture
@@ -496,13 +497,6 @@ def test_a_wrong_method_is_a_405_in_the_error_shape(http):
 # -- a thread with an active run ----------------------------------------------------------
 
 
-def _wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_a_busy_thread_refuses_messages_and_runs_naming_the_active_run(client, assistant):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "/sleep 5\nhello"}])
     run = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
@@ -535,10 +529,11 @@ def test_a_busy_thread_refuses_messages_and_runs_naming_the_active_run(client, a
         ).metadata == {"k": "v"}
     finally:
         client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
-        _wait_for(
+        wait_until(
             lambda: (
                 client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "cancelled"
-            )
+            ),
+            message="the run to be cancelled",
         )
     # Once the run is over, the thread takes messages again.
     client.beta.threads.messages.create(thread.id, role="user", content="after")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,19 +12,9 @@ import openai
 import pytest
 
 from _spec import parse_sse
+from _wait import wait_until
 
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def wait_status(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str]) -> Any:
@@ -34,7 +22,7 @@ def wait_status(client: openai.OpenAI, thread_id: str, run_id: str, statuses: se
         run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         return run if run.status in statuses else None
 
-    return wait_for(check)
+    return wait_until(check, timeout=20, message=f"run {run_id} to be one of {sorted(statuses)}")
 
 
 @pytest.fixture

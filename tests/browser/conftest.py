@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from _lab import Lab
+
+from _wait import wait_until
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -75,17 +76,20 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
+
+    def log_tail() -> str:
+        log.close()
+        return (root / "jupyter.log").read_text()[-3000:]
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("JupyterLab did not start:\n" + log_tail())
         try:
-            if httpx.get(f"{url}/api/status?token={token}", timeout=2).status_code == 200:
-                break
+            return httpx.get(f"{url}/api/status?token={token}", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.close()
-            raise RuntimeError("JupyterLab did not start:\n" + (root / "jupyter.log").read_text()[-3000:])
-        time.sleep(0.2)
+            return False
+
+    wait_until(started, timeout=90, interval=0.2, message=lambda: "JupyterLab:\n" + log_tail())
     try:
         yield Lab(url, token, root)
     finally:

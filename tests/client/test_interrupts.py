@@ -13,6 +13,7 @@ from collections.abc import Callable
 import openai
 import pytest
 
+from _wait import wait_until, wait_until_async
 from ipyassistant import Assistant, Thread
 
 DEADLINE = 15.0
@@ -27,18 +28,18 @@ def assistant_ids(api: openai.OpenAI) -> set[str]:
     return {a.id for a in api.beta.assistants.list(limit=100)}
 
 
+def running(api: openai.OpenAI, thread: Thread) -> bool:
+    """Whether the thread's newest run is in progress."""
+    run = newest_run(api, thread) if thread.id is not None else None
+    return run is not None and run.status == "in_progress"
+
+
 def interrupt_when_running(api: openai.OpenAI, thread: Thread, interrupt: Callable[[], None]):
     """A watcher that interrupts the main thread once the thread's run is in progress."""
 
     def watch() -> None:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            if thread.id is not None:
-                run = newest_run(api, thread)
-                if run is not None and run.status == "in_progress":
-                    interrupt()
-                    return
-            time.sleep(0.02)
+        wait_until(lambda: running(api, thread), timeout=DEADLINE, message="the run to start")
+        interrupt()
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -88,12 +89,7 @@ async def test_cancelling_an_async_call_cancels_the_run(api):
     task = asyncio.create_task(
         ai.say_async("/sleep 60\nslow", thread=thread, event_handler_class=None)
     )
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-        run = newest_run(api, thread) if thread.id else None
-        if run is not None and run.status == "in_progress":
-            break
+    await wait_until_async(lambda: running(api, thread), timeout=DEADLINE, message="the run to start")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import openai
 import pytest
 from openai import AssistantEventHandler
 from openai.types.beta.threads import Run as RunObject
 
+from _wait import wait_until_async
 from ipyassistant import Assistant, Run, Thread
 from ipyassistant.exceptions import LifecycleError, UsageError
 
@@ -162,13 +162,12 @@ async def test_cancel_stops_an_active_run_and_frees_the_thread():
     await thread.add_async("/sleep 30\nslow")
     run = Run(thread, Assistant())
     task = asyncio.create_task(run.execute_async())
-    deadline = time.monotonic() + 10
-    for _ in range(100_000):
-        if run.run is not None and run.run.status == "in_progress":
-            break
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: run.run is not None and run.run.status == "in_progress",
+        timeout=10,
+        interval=0.01,
+        message="the run to start",
+    )
     assert run.run is not None and run.run.status == "in_progress"
     await run.cancel_async()
     assert run.run.status == "cancelled"

@@ -39,13 +39,63 @@ def files(recording: dict[str, Any]) -> dict[str, bytes]:
 
 
 @dataclass
+class FakeTimer:
+    """A timer armed on a :class:`FakeClock`."""
+
+    when: float
+    callback: Callable[[], object]
+    fired: bool = False
+    _cancelled: bool = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+@dataclass
 class FakeClock:
-    """A monotonic clock that only moves when told to."""
+    """A monotonic clock that only moves when told to, and the loop of the timers armed on it.
+
+    Pass it as a widget's ``clock`` and ``timer_loop=clock.loop``: its timers fire only in
+    :meth:`advance`, at their time, so throttling is checked without waiting for real time.
+    """
 
     now: float = 0.0
+    timers: list[FakeTimer] = field(default_factory=list)
 
     def __call__(self) -> float:
         return self.now
+
+    def loop(self) -> FakeClock:
+        """The ``timer_loop`` of a widget on this clock: this clock, always."""
+        return self
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> FakeTimer:
+        timer = FakeTimer(self.now + delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def pending(self) -> list[FakeTimer]:
+        """The timers that have not fired and are not cancelled."""
+        return [t for t in self.timers if not t.fired and not t.cancelled()]
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on by ``seconds``, firing every timer due by then, in time order."""
+        self.advance_to(self.now + seconds)
+
+    def advance_to(self, when: float) -> None:
+        """Move the clock on to ``when`` (never back), firing the timers due by then."""
+        while True:
+            due = [t for t in self.pending() if t.when <= when]
+            if not due:
+                break
+            timer = min(due, key=lambda t: t.when)
+            timer.fired = True
+            self.now = max(self.now, timer.when)
+            timer.callback()
+        self.now = max(self.now, when)
 
 
 @dataclass

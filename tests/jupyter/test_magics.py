@@ -14,6 +14,7 @@ import openai
 import pytest
 from IPython.core.error import UsageError
 
+from _wait import wait_until
 from ipyassistant import Assistant, Run, Thread
 from ipyassistant.jupyter import display as notebook
 from ipyassistant.jupyter import magics as magics_module
@@ -462,15 +463,13 @@ def test_a_kernel_interrupt_cancels_the_run_and_the_view_says_so(
     monkeypatch.setattr(notebook, "notebook_handler", recording)
     thread = magics(ipython).default_assistant.default_thread
 
+    def running() -> bool:
+        run = newest_run(api, thread.id) if thread.id is not None else None
+        return run is not None and run.status == "in_progress"
+
     def interrupt_when_running() -> None:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            if thread.id is not None:
-                run = newest_run(api, thread.id)
-                if run is not None and run.status == "in_progress":
-                    _thread.interrupt_main()
-                    return
-            time.sleep(0.02)
+        wait_until(running, timeout=DEADLINE, message="the run to start")
+        _thread.interrupt_main()
 
     watcher = threading.Thread(target=interrupt_when_running, daemon=True)
     watcher.start()

@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import queue
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
 import ipyassistant
+from _wait import wait_until
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -167,33 +167,40 @@ def test_interrupting_a_cell_in_a_real_kernel_cancels_the_run(tmp_path: Path) ->
     try:
         client.execute_interactive("%load_ext ipyassistant", timeout=60)
         msg_id = client.execute("%%assistant\n/sleep 30\nslow")
-        interrupted_at = None
-        transcript = ""
-        deadline = time.monotonic() + CELL_TIMEOUT
-        while time.monotonic() < deadline:
+        seen: dict[str, Any] = {"in_progress": False, "idle": False, "transcript": ""}
+
+        def read() -> None:
+            """Take the cell's next IOPub message (waiting up to a second); note what it says."""
             try:
                 msg = client.get_iopub_msg(timeout=1)
             except queue.Empty:
-                continue
+                return
             kind, content = msg["msg_type"], msg["content"]
-            # The view's patches say when the run is in progress: interrupt then, as a user would.
-            if (
-                kind == "comm_msg"
-                and interrupted_at is None
-                and '"in_progress"' in json.dumps(content)
-            ):
-                manager.interrupt_kernel()
-                interrupted_at = time.monotonic()
+            # The view's patches say when the run is in progress.
+            if kind == "comm_msg" and '"in_progress"' in json.dumps(content):
+                seen["in_progress"] = True
             elif kind in ("display_data", "update_display_data") and "text/html" in content["data"]:
-                transcript = content["data"]["text/html"]
+                seen["transcript"] = content["data"]["text/html"]
             elif (
                 kind == "status"
                 and content["execution_state"] == "idle"
                 and msg["parent_header"].get("msg_id") == msg_id
             ):
-                break  # the cell is over
-        assert interrupted_at is not None, "the run never showed as in progress"
-        assert time.monotonic() - interrupted_at < 20  # not the model's 30 s
+                seen["idle"] = True  # the cell is over
+
+        def saw(*keys: str) -> Callable[[], bool]:
+            def step() -> bool:
+                read()
+                return any(seen[key] for key in keys)
+
+            return step
+
+        wait_until(saw("in_progress", "idle"), timeout=CELL_TIMEOUT, interval=0, message="the run")
+        assert seen["in_progress"], "the run never showed as in progress"
+        manager.interrupt_kernel()  # as a user would, once the run shows as in progress
+        # The cell ends soon after: not the model's 30 s.
+        wait_until(saw("idle"), timeout=20, interval=0, message="the cell to end, interrupted")
+        transcript = seen["transcript"]
         reply = client.get_shell_msg(timeout=30)["content"]
         assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
         assert "run cancelled" in transcript  # the view's static transcript says so

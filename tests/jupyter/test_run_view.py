@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -49,7 +48,7 @@ async def feed(
             for message in recording["messages"]:
                 await handler_.on_message_done(Message.model_validate(message))
         for event, at in zip(stream["events"], stream["times"], strict=True):
-            clock.now = offset + at
+            clock.advance_to(offset + at)  # fires the throttle's timers due on the way
             await handler_.on_event(SDK_EVENT.validate_python(event))
             if (
                 event["event"] in BOUNDARY_EVENTS
@@ -63,7 +62,7 @@ async def feed(
 
 async def test_a_long_stream_is_coalesced_to_twenty_messages_a_second(comms: Comms) -> None:
     clock = FakeClock()
-    view = RunView(clock=clock)
+    view = RunView(clock=clock, timer_loop=clock.loop)
     recorder = comms.of(view)
     recorder.clock = clock  # type: ignore[method-assign]
     recording = load("stream_2000")
@@ -85,7 +84,7 @@ async def test_a_long_stream_is_coalesced_to_twenty_messages_a_second(comms: Com
 
 async def test_no_growing_string_is_synced_while_streaming(comms: Comms) -> None:
     clock = FakeClock()
-    view = RunView(clock=clock)
+    view = RunView(clock=clock, timer_loop=clock.loop)
     recorder = comms.of(view)
     recording = load("stream_2000")
     await feed(recording, view, clock)
@@ -103,7 +102,7 @@ async def test_no_growing_string_is_synced_while_streaming(comms: Comms) -> None
 )
 async def test_the_browser_ends_in_the_kernel_state(comms: Comms, name: str) -> None:
     clock = FakeClock()
-    view = RunView(clock=clock)
+    view = RunView(clock=clock, timer_loop=clock.loop)
     recording = load(name)
     stored = files(recording)
     behind = await feed(recording, view, clock, fetch_file=stored.__getitem__)
@@ -122,8 +121,9 @@ async def test_images_travel_as_binary_buffers(comms: Comms) -> None:
         fetched.append(fid)
         return data
 
-    view = RunView(clock=FakeClock())
-    await feed(recording, view, FakeClock(), fetch_file=fetch)
+    clock = FakeClock()
+    view = RunView(clock=clock, timer_loop=clock.loop)
+    await feed(recording, view, clock, fetch_file=fetch)
     assert fetched == [file_id], "fetched once, though shown twice"
     sent = comms.of(view).sent
     (image,) = [m for m in sent if m.custom and m.custom["type"] == "image"]
@@ -143,8 +143,9 @@ async def test_a_failed_image_fetch_does_not_end_the_stream(
     def broken(file_id: str) -> bytes:
         raise OSError("gone")
 
-    view = RunView()
-    await feed(load("code_interpreter"), view, FakeClock(), fetch_file=broken)
+    clock = FakeClock()
+    view = RunView(clock=clock, timer_loop=clock.loop)
+    await feed(load("code_interpreter"), view, clock, fetch_file=broken)
     assert view.state["run"]["status"] == "completed"
     assert view.images == {}
     assert "could not fetch image file" in caplog.text
@@ -152,7 +153,7 @@ async def test_a_failed_image_fetch_does_not_end_the_stream(
 
 def test_a_late_view_gets_a_snapshot(comms: Comms) -> None:
     clock = FakeClock()
-    view = RunView(clock=clock, interval=10.0)
+    view = RunView(clock=clock, timer_loop=clock.loop, interval=10.0)
     recorder = comms.of(view)
     half = events(load("stream_2000"))[:500]
     for event in half:
@@ -190,14 +191,16 @@ def test_other_messages_from_the_browser_are_ignored(comms: Comms) -> None:
     assert len(recorder.sent) == before
 
 
-async def test_queued_ops_go_out_on_a_timer(comms: Comms) -> None:
-    view = RunView(interval=0.05)
+def test_queued_ops_go_out_on_a_timer(comms: Comms) -> None:
+    clock = FakeClock()
+    view = RunView(interval=0.05, clock=clock, timer_loop=clock.loop)
     recorder = comms.of(view)
     deltas = [e for e in events(load("text")) if e["event"] != "thread.message.completed"]
     for event in deltas[:9]:  # up to a few deltas, no boundary
         view.push(event)
     sent_before = len(patches(recorder.sent))
-    await asyncio.sleep(0.15)
+    assert clock.pending(), "the queued ops wait for a timer"
+    clock.advance(0.05)
     assert len(patches(recorder.sent)) > sent_before
     assert browser_state(recorder.sent) == view.live_state
 

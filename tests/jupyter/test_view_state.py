@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 from typing import Any
 
 import pytest
 from jupyter_helpers import FIXTURES, events, load, replay
+from openai.types.beta import AssistantStreamEvent
 from record_fixtures import OPS_FIXTURES, fold
 
 from ipyassistant.jupyter.view_state import (
     BOUNDARY_EVENTS,
+    HANDLED_EVENTS,
+    IGNORED_EVENTS,
     apply_ops,
     coalesce,
     diff_event,
@@ -231,3 +235,31 @@ def test_coalescing_ops_keeps_their_effect_and_shrinks_them() -> None:
     assert apply_ops(empty_state(), merged) == apply_ops(empty_state(), ops) == state
     assert len(merged) < len(ops) / 100
     assert len(json.dumps(merged)) < len(json.dumps(ops)) / 10
+
+
+def _members(union: Any) -> list[Any]:
+    """The classes of a (possibly ``Annotated``) union type."""
+    if typing.get_origin(union) is typing.Annotated:
+        union = typing.get_args(union)[0]
+    return list(typing.get_args(union))
+
+
+def sdk_event_names() -> set[str]:
+    """The ``event`` of every member of the SDK's ``AssistantStreamEvent`` union."""
+    names: set[str] = set()
+    for member in _members(AssistantStreamEvent):
+        # The SDK's events are pydantic models; their ``event`` field is a one-value Literal.
+        (literal,) = typing.get_args(member.model_fields["event"].annotation)
+        names.add(literal)
+    return names
+
+
+def test_every_sdk_stream_event_is_folded_or_ignored_on_purpose() -> None:
+    names = sdk_event_names()
+    assert "thread.message.delta" in names and "error" in names  # the walk found the union
+    unknown = names - HANDLED_EVENTS - IGNORED_EVENTS
+    assert not unknown, f"handle these events in view_state, or add them to IGNORED_EVENTS: {unknown}"
+    assert not HANDLED_EVENTS & IGNORED_EVENTS
+    # Neither set names an event the SDK does not know (a typo would hide a real one).
+    assert names >= HANDLED_EVENTS | IGNORED_EVENTS
+    assert BOUNDARY_EVENTS <= HANDLED_EVENTS

@@ -52,7 +52,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anywidget
 import openai
@@ -66,7 +66,7 @@ from typing_extensions import override
 from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
 from ..tools import CodeInterpreterTool
-from .throttle import PatchThrottle
+from .throttle import PatchThrottle, TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import (
     BOUNDARY_EVENTS,
@@ -78,6 +78,7 @@ from .view_state import (
     file_ids,
     item_from_message,
 )
+from .view_types import Block, MessageItem
 from .widgets import _MISSING_ESM, _asset, _event_name
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ class ChatPanel(anywidget.AnyWidget):
         history_limit: How many of the thread's messages to show (1-100).
         interval: The shortest time between two live patch messages, in seconds.
         clock: The clock ``interval`` is measured with (tests pass a fake one).
+        timer_loop: Returns the loop to arm the interval's timer on (default: the running
+            asyncio loop; tests pass a fake one whose timers fire when they move its clock).
         run_kwargs: Passed to every run (:meth:`Assistant.say`'s ``run_kwargs``).
     """
 
@@ -151,6 +154,7 @@ class ChatPanel(anywidget.AnyWidget):
         history_limit: int = 50,
         interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        timer_loop: Callable[[], TimerLoop | None] = running_loop,
         **run_kwargs: Any,
     ) -> None:
         self.assistant = assistant
@@ -169,7 +173,9 @@ class ChatPanel(anywidget.AnyWidget):
         # Guards the live turn: the stream's events arrive on the portal's thread while the
         # kernel loop's thread starts and ends turns and answers snapshot requests.
         self._lock = threading.RLock()
-        self._patches = PatchThrottle(self.send, self._lock, interval=interval, clock=clock)
+        self._patches = PatchThrottle(
+            self.send, self._lock, interval=interval, clock=clock, timer_loop=timer_loop
+        )
         self._live: ViewState | None = None
         self._live_index = 0
         self._live_images: dict[str, bytes] = dict(images)
@@ -200,7 +206,8 @@ class ChatPanel(anywidget.AnyWidget):
         """The history, the finished turns and the running one, as view states."""
         with self._lock:
             live = [copy.deepcopy(self._live)] if self._live is not None else []
-        return [self.history, *self.turns, *live]
+        # The traits hold the states as plain JSON dicts.
+        return [cast(ViewState, self.history), *cast("list[ViewState]", self.turns), *live]
 
     def transcript_html(self) -> str:
         """The conversation as static, sanitised HTML."""
@@ -250,7 +257,7 @@ class ChatPanel(anywidget.AnyWidget):
             return
         self._stopping = True
         with self._lock:
-            run = (self._live or {}).get("run") or {}
+            run: Mapping[str, Any] = (self._live or empty_state())["run"] or {}
         status = run.get("status")
         if run.get("id") and status not in TERMINAL_STATUSES and status != "requires_action":
             current.get_loop().create_task(self._cancel_on_server(current, run))
@@ -320,7 +327,7 @@ class ChatPanel(anywidget.AnyWidget):
     async def _show_final_run(self) -> None:
         """After a stopped turn: show how its run ended (its stream did not say)."""
         with self._lock:
-            run = (self._live or {}).get("run")
+            run = (self._live or empty_state())["run"]
         if not run or not run.get("id"):
             error = {"code": "stopped", "message": "Stopped before the run started."}
             self._push_event({"event": "error", "data": error})
@@ -340,11 +347,11 @@ class ChatPanel(anywidget.AnyWidget):
     # -- the live turn ----------------------------------------------------------------------------
 
     def _start_live(self, message: _Message) -> None:
-        blocks = [{"type": "text", "text": message.text}]
+        blocks: list[Block] = [{"type": "text", "text": message.text}]
         if message.files:
             names = ", ".join(f"`{name}`" for name, _ in message.files)
             blocks.append({"type": "text", "text": f"Attached: {names}"})
-        user = {
+        user: MessageItem = {
             "kind": "message",
             "id": f"input-{uuid.uuid4().hex[:12]}",
             "run_id": None,
@@ -369,7 +376,7 @@ class ChatPanel(anywidget.AnyWidget):
             self._live = None
         with self.hold_sync():
             if state is not None:
-                self.turns = [*self.turns, state]
+                self.turns = [*self.turns, cast("dict[str, Any]", state)]
             self.images = images
             self.busy = busy
         self.send({"type": "live", "turn": index, "state": None})

@@ -4,6 +4,8 @@ RunView and ChatPanel stream ops the same way. Ops are queued and sent as one
 ``{"type": "patch", "ops": [...]}`` message at once when an event ends a block or the
 interval has passed since the last message; otherwise a timer on the running event loop
 sends them when the interval is over (so do the next ops, or :meth:`PatchThrottle.flush`).
+Both the clock and the loop the timer is armed on can be given, so that tests move time by
+hand and fire the timer when they choose.
 The owner's lock guards the queue, because stream events arrive on the portal's thread while
 the kernel's thread answers snapshot requests and ends streams.
 """
@@ -15,19 +17,43 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from .view_state import Op, coalesce
 
-__all__ = ["PatchThrottle"]
+__all__ = ["PatchThrottle", "Timer", "TimerLoop", "running_loop"]
 
 #: A timer that fires this close to the end of the interval flushes (asyncio fires timers up
 #: to its clock resolution early).
 _TIMER_SLACK = 0.002
 
 
+class Timer(Protocol):
+    """An armed timer (what ``asyncio.loop.call_later`` returns)."""
+
+    def cancelled(self) -> bool: ...
+
+
+class TimerLoop(Protocol):
+    """Where the throttle arms its timer: an asyncio event loop, or a test's fake one."""
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer: ...
+
+
+def running_loop() -> TimerLoop | None:
+    """The asyncio loop running in this thread; None outside one (no timer can be armed)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class PatchThrottle:
-    """Queues ops and sends them as coalesced patch messages through ``send``."""
+    """Queues ops and sends them as coalesced patch messages through ``send``.
+
+    ``clock`` measures the interval; ``timer_loop`` returns the loop to arm the interval's
+    timer on, at the time the timer is needed (default: the running asyncio loop, if any).
+    """
 
     def __init__(
         self,
@@ -36,16 +62,18 @@ class PatchThrottle:
         *,
         interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        timer_loop: Callable[[], TimerLoop | None] = running_loop,
     ) -> None:
         self.send = send
         self.lock = lock
         #: The shortest time between two patch messages, in seconds.
         self.interval = interval
         self.clock = clock
+        self.timer_loop = timer_loop
         self._pending: list[Op] = []
         self._last_send = -math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._timer: Timer | None = None
+        self._armed_on: TimerLoop | None = None
 
     def add(self, ops: Iterable[Op], *, boundary: bool = False) -> None:
         """Queue ``ops``; send the queue now at a block ``boundary`` or once the interval passed."""
@@ -76,15 +104,14 @@ class PatchThrottle:
         self.send({"type": "patch", "ops": ops})
 
     def _arm_timer(self, delay: float) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread: the next ops or a flush send them
+        loop = self.timer_loop()
+        if loop is None:  # no loop in this thread: the next ops or a flush send them
             return
         timer = self._timer
         # A timer armed on another loop (one that may have closed since) would never fire.
-        if timer is not None and not timer.cancelled() and self._timer_loop is loop:
+        if timer is not None and not timer.cancelled() and self._armed_on is loop:
             return
-        self._timer_loop = loop
+        self._armed_on = loop
         self._timer = loop.call_later(max(delay, 0.0), self._on_timer)
 
     def _on_timer(self) -> None:

@@ -35,13 +35,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anywidget
 import traitlets
 from IPython.display import DisplayHandle, display
 
-from .throttle import PatchThrottle
+from .throttle import PatchThrottle, TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import (
     BOUNDARY_EVENTS,
@@ -93,6 +93,8 @@ class RunView(anywidget.AnyWidget):
         images: Image bytes by file id to start from.
         interval: The shortest time between two live patch messages, in seconds.
         clock: The clock that ``interval`` is measured with (tests pass a fake one).
+        timer_loop: Returns the loop to arm the interval's timer on (default: the running
+            asyncio loop; tests pass a fake one whose timers fire when they move its clock).
     """
 
     _esm = _asset("run_view.js", _MISSING_ESM)
@@ -115,12 +117,15 @@ class RunView(anywidget.AnyWidget):
         images: Mapping[str, bytes] | None = None,
         interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        timer_loop: Callable[[], TimerLoop | None] = running_loop,
         **kwargs: Any,
     ) -> None:
         initial = copy.deepcopy(state) if state is not None else empty_state()
         super().__init__(state=initial, images=dict(images or {}), _uid=uuid.uuid4().hex, **kwargs)
         self._lock = threading.RLock()
-        self._patches = PatchThrottle(self.send, self._lock, interval=interval, clock=clock)
+        self._patches = PatchThrottle(
+            self.send, self._lock, interval=interval, clock=clock, timer_loop=timer_loop
+        )
         self._live: ViewState = copy.deepcopy(initial)
         self._live_images: dict[str, bytes] = dict(images or {})
         self._handle: DisplayHandle | None = None
@@ -197,7 +202,7 @@ class RunView(anywidget.AnyWidget):
             state = copy.deepcopy(self._live)  # the trait must not share what push mutates
             images = dict(self._live_images)
             with self.hold_sync():
-                self.state = state
+                self.state = cast("dict[str, Any]", state)  # the trait holds plain JSON
                 self.images = images
 
     def reset(self, state: ViewState | None = None) -> None:
