@@ -4,9 +4,10 @@ A :class:`Portal` owns an event loop in a daemon thread, started on first use an
 interpreter exit (``weakref.finalize``). Every public coroutine of ipyassistant executes there
 (:func:`on_portal`), whichever loop awaits it, so the SDK client and its connections live in one
 loop for the life of the process. Each sync method is the twin of an async one (same
-signature and docstring, kept in step by a test) whose body is ``portal().call(…)``: it
-submits the coroutine and waits, which works in scripts and inside a running loop (Jupyter)
-alike, without ever starting a loop per call.
+signature and docstring, kept in step by a test), made by :func:`sync_twin` (and
+:class:`SyncContext` for ``with``): it submits the coroutine with :meth:`Portal.call` and
+waits, which works in scripts and inside a running loop (Jupyter) alike, without ever starting
+a loop per call.
 
 Interrupts: a ``KeyboardInterrupt`` in a thread waiting on :meth:`Portal.call` (Ctrl-C, a
 kernel interrupt) cancels the coroutine, waits a moment for it to clean up (a run cancels
@@ -25,7 +26,8 @@ import functools
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from .exceptions import UsageError
 from .settings import Settings, connect
@@ -33,10 +35,20 @@ from .settings import Settings, connect
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-__all__ = ["Interrupt", "Portal", "caller_loop", "client", "on_portal", "portal"]
+__all__ = [
+    "Interrupt",
+    "Portal",
+    "SyncContext",
+    "caller_loop",
+    "client",
+    "on_portal",
+    "portal",
+    "sync_twin",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T_co = TypeVar("T_co", covariant=True)
 
 #: How long an interrupted call waits for its coroutine to clean up (cancel its run).
 CANCEL_GRACE_SECONDS = 15.0
@@ -279,3 +291,55 @@ def on_portal(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[
         return await _portal.run(fn(*args, **kwargs))
 
     return hop
+
+
+def sync_twin(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    """The sync twin of the coroutine function ``fn``: ``create = sync_twin(create_async)``.
+
+    The twin submits ``fn(...)`` to the portal and waits for it (:meth:`Portal.call`: an
+    interrupt cancels the coroutine). It has ``fn``'s signature (for :func:`inspect.signature`
+    through ``__wrapped__``, for type checkers through ``P``), its docstring, and its name
+    without ``_async``. It is a plain function, so in a class body it binds as a method; at
+    module level it is a function. The twin of a classmethod is a classmethod again:
+    ``load = classmethod(sync_twin(load_async))``.
+    """
+    if isinstance(fn, classmethod):  # what a class body holds (type checkers see the function)
+        fn = fn.__func__
+
+    @functools.wraps(fn)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        return _portal.call(fn(*args, **kwargs))
+
+    twin.__name__ = fn.__name__.removesuffix("_async")
+    twin.__qualname__ = fn.__qualname__.removesuffix("_async")
+    return twin
+
+
+class _AsyncContext(Protocol[T_co]):
+    async def __aenter__(self) -> T_co: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
+class SyncContext:
+    """Mixin: ``with obj:`` as the sync twin of the class's ``async with obj:``.
+
+    ``__enter__`` and ``__exit__`` run the class's ``__aenter__`` and ``__aexit__`` on the
+    portal (:meth:`Portal.call`), so both flavours share one implementation.
+    """
+
+    def __enter__(self: _AsyncContext[T_co]) -> T_co:
+        return _portal.call(self.__aenter__())
+
+    def __exit__(
+        self: _AsyncContext[Any],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _portal.call(self.__aexit__(exc_type, exc, traceback))

@@ -20,13 +20,14 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import openai
 from openai import AsyncAssistantEventHandler
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from ._portal import client, on_portal, portal
+from . import _hooks
+from ._portal import SyncContext, client, on_portal, portal, sync_twin
 from .exceptions import LifecycleError, MissingToolWarning
 from .handlers import PrintHandler
 from .instructions import render_instructions
@@ -68,9 +69,7 @@ def choose_handler(
     """
     if not isinstance(handler_class, DefaultHandler):
         return handler_class, handler_kwargs
-    from .jupyter.display import notebook_handler  # cheap: widgets load only in a notebook
-
-    chosen = notebook_handler(handler_kwargs)
+    chosen = _hooks.notebook_handler(handler_kwargs)  # cheap: widgets load only in a notebook
     if chosen is not None:
         return chosen
     return PrintHandler, handler_kwargs
@@ -89,7 +88,7 @@ class Lifecycle(enum.Enum):
     LOADED = "loaded"
 
 
-class Assistant(BaseModel):
+class Assistant(BaseModel, SyncContext):
     """An assistant: a model, instructions and tools, talking on threads.
 
     ``instructions`` are a Jinja template rendered with ``self_`` (the assistant) in a sandbox,
@@ -227,7 +226,7 @@ class Assistant(BaseModel):
         user_message = await thread.add_async(
             message, code_interpreter_files=code_interpreter_files, image_files=image_files
         )
-        run._preamble.append(user_message)
+        run.add_preamble(user_message)
         return await run.execute_async()
 
     def chat(self, thread: Thread | None = None, **say_kwargs: Any) -> None:
@@ -320,9 +319,8 @@ class Assistant(BaseModel):
         await self._create(Lifecycle.MANUAL)
         return self
 
-    def create(self) -> Assistant:
-        """Create the assistant on the server, to keep until :meth:`delete`."""
-        return portal().call(self.create_async())
+    # The sync twins are ClassVars to pydantic: methods, not fields.
+    create: ClassVar = sync_twin(create_async)
 
     @on_portal
     async def delete_async(self) -> None:
@@ -334,12 +332,10 @@ class Assistant(BaseModel):
             )
         await self._delete()
 
-    def delete(self) -> None:
-        """Delete the assistant from the server; it becomes lazy again."""
-        portal().call(self.delete_async())
+    delete: ClassVar = sync_twin(delete_async)
 
     @classmethod
-    async def load_async(cls, id: str, **kwargs: Any) -> Assistant:
+    async def load_async(cls, /, id: str, **kwargs: Any) -> Assistant:
         """The assistant with this id, read from the server; ``kwargs`` replace its fields.
 
         Function tools are stored on the server as specs only: pass the functions as
@@ -347,14 +343,7 @@ class Assistant(BaseModel):
         """
         return await _load(cls, id, kwargs)
 
-    @classmethod
-    def load(cls, id: str, **kwargs: Any) -> Assistant:
-        """The assistant with this id, read from the server; ``kwargs`` replace its fields.
-
-        Function tools are stored on the server as specs only: pass the functions as
-        ``tools=[…]``, or a MissingToolWarning says which ones cannot be called.
-        """
-        return portal().call(_load(cls, id, kwargs))
+    load: ClassVar = classmethod(sync_twin(load_async))
 
     async def __aenter__(self) -> Assistant:
         await self._acquire()
@@ -367,18 +356,6 @@ class Assistant(BaseModel):
         traceback: TracebackType | None,
     ) -> None:
         await self._release()
-
-    def __enter__(self) -> Assistant:
-        portal().call(self._acquire())
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        portal().call(self._release())
 
     @on_portal
     async def _acquire(self) -> None:
@@ -398,8 +375,12 @@ class Assistant(BaseModel):
                 await self._delete()
 
     @asynccontextmanager
-    async def _in_use(self) -> AsyncIterator[str]:
-        """The assistant exists on the server inside this block (created lazily if needed)."""
+    async def in_use(self) -> AsyncIterator[str]:
+        """Internal: the assistant's id, existing on the server inside this block.
+
+        A :class:`~ipyassistant.Run` executes inside it: a lazy assistant is created for the
+        run and deleted after it, as at the outermost exit of ``async with``.
+        """
         await self._acquire()
         try:
             assert self.id is not None

@@ -25,7 +25,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from ._portal import client, on_portal, portal
+from ._portal import client, on_portal, portal, sync_twin
 
 if TYPE_CHECKING:
     from .runs import Run
@@ -218,12 +218,7 @@ async def download_images_async(file_ids: Iterable[str]) -> dict[str, Path]:
     return paths
 
 
-def download_images(file_ids: Iterable[str]) -> dict[str, Path]:
-    """Download image files to a temporary folder (once per file); maps id to local path.
-
-    Files that cannot be downloaded are left out (their panels show the id instead).
-    """
-    return portal().call(download_images_async(file_ids))
+download_images = sync_twin(download_images_async)
 
 
 @functools.cache

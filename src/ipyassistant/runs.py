@@ -31,7 +31,8 @@ from openai.types.beta.threads import Run as RunObject
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 from openai.types.beta.threads.runs import RunStep
 
-from ._portal import Interrupt, client, on_portal, portal
+from . import _hooks
+from ._portal import Interrupt, client, on_portal, sync_twin
 from .exceptions import EndRun, IpyassistantError, LifecycleError, ThreadBusyError, UsageError
 from .formatting import image_file_ids
 from .images import Image
@@ -125,10 +126,8 @@ class Run:
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        from .jupyter.display import run_mimebundle  # None outside a notebook: the repr
-
-        return run_mimebundle(self, include, exclude)
+    ) -> _hooks.MimeBundle | None:
+        return _hooks.run_mimebundle(self, include, exclude)  # None outside a notebook: the repr
 
     @property
     def messages(self) -> list[Message]:
@@ -139,6 +138,13 @@ class Run:
     def steps(self) -> list[RunStep]:
         """The run's steps (message creation and tool calls), oldest first."""
         return sorted(self._steps.values(), key=lambda s: s.created_at)
+
+    def add_preamble(self, message: Message) -> None:
+        """Internal: show ``message`` to the first handler, before the run's stream starts.
+
+        :meth:`Assistant.say <ipyassistant.Assistant.say>` shows the user's message this way.
+        """
+        self._preamble.append(message)
 
     # -- what the run sends ----------------------------------------------------------------
 
@@ -184,8 +190,8 @@ class Run:
             raise LifecycleError(f"run {self.run.id} was executed already; create a new Run")
         request = self.request()  # every local error before the first request
         api = await client()
-        thread_id = await self.thread._ensure_created()
-        async with self.assistant._in_use() as assistant_id:
+        thread_id = await self.thread.ensure_created()
+        async with self.assistant.in_use() as assistant_id:
             try:
                 handler = self._new_handler()
                 for message in self._preamble:
@@ -222,14 +228,7 @@ class Run:
                 raise
         return self
 
-    def execute(self) -> Run:
-        """Execute the run: stream it, call its tools whenever it asks, until it ends.
-
-        Returns the run itself. A tool's ``EndRun`` cancels the run on the server and returns
-        normally with ``data`` set. Cancelling (or interrupting the sync call) cancels the run
-        on the server, waits until the thread is free again, and propagates.
-        """
-        return portal().call(self.execute_async())
+    execute = sync_twin(execute_async)
 
     async def _drive(self, api: openai.AsyncOpenAI, thread_id: str) -> None:
         """Submit tool outputs (streaming on) until the run ends."""
@@ -387,9 +386,7 @@ class Run:
         self._messages = {message.id: message async for message in messages}
         return self
 
-    def refresh(self) -> Run:
-        """Reload the run object, its steps and its messages from the server."""
-        return portal().call(self.refresh_async())
+    refresh = sync_twin(refresh_async)
 
     @on_portal
     async def images_async(self) -> list[Image]:
@@ -405,13 +402,7 @@ class Run:
             images.append(Image(file_id, response.content))
         return images
 
-    def images(self) -> list[Image]:
-        """The images the run produced (code-interpreter plots), with their bytes, in order.
-
-        Each :class:`~ipyassistant.images.Image` displays as the picture in IPython;
-        ``image.data`` holds the bytes and ``image.save(path)`` writes them.
-        """
-        return portal().call(self.images_async())
+    images = sync_twin(images_async)
 
     @on_portal
     async def cancel_async(self) -> Run:
@@ -420,9 +411,7 @@ class Run:
         await self._abort()
         return self
 
-    def cancel(self) -> Run:
-        """Cancel the run on the server and wait until it has ended (no-op if it has)."""
-        return portal().call(self.cancel_async())
+    cancel = sync_twin(cancel_async)
 
 
 def _check_handler_class(

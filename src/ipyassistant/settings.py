@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from openai import AsyncOpenAI
 
+from . import _server
+
 __all__ = ["DEFAULT_MODEL", "Settings", "connect", "default_model"]
 
 #: The model used when neither the assistant nor ``IPYASSISTANT_MODEL`` names one.
@@ -38,9 +40,7 @@ def default_model() -> str:
     ``OPENAI_API_KEY`` is set; else ``local`` when the ``local`` extra is installed; else
     ``test``. The order lives in :mod:`ipyassistant.server.models.defaults`.
     """
-    from .server.models.defaults import default_model as choose
-
-    return choose()
+    return _server.default_model()
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,6 @@ async def connect(settings: Settings) -> AsyncOpenAI:
     The client belongs to the event loop that calls this (its connections do).
     """
     if settings.base_url is None:
-        from .server import embedded  # the server's dependencies load only when it is used
-
-        server = await asyncio.to_thread(embedded.start)
-        return AsyncOpenAI(base_url=server.base_url, api_key=server.api_key)
+        base_url, api_key = await asyncio.to_thread(_server.start_embedded)
+        return AsyncOpenAI(base_url=base_url, api_key=api_key)
     return AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key or "unset")

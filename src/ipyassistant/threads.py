@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import openai
 from openai import AsyncAssistantEventHandler
@@ -15,7 +15,8 @@ from openai.types import FileObject
 from openai.types.beta.threads import Message
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from ._portal import client, on_portal, portal
+from . import _hooks
+from ._portal import SyncContext, client, on_portal, sync_twin
 from .exceptions import LifecycleError, ThreadBusyError
 from .runs import Run
 
@@ -28,7 +29,7 @@ __all__ = ["FileInput", "Thread"]
 FileInput = str | os.PathLike[str] | FileObject
 
 
-class Thread(BaseModel):
+class Thread(BaseModel, SyncContext):
     """A conversation: user messages, and what assistants answered in runs.
 
     ``Thread()`` is registered on the server lazily, when first used; ``Thread(id=…)``
@@ -50,10 +51,8 @@ class Thread(BaseModel):
 
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        from .jupyter.display import thread_mimebundle  # None outside a notebook: the repr
-
-        return thread_mimebundle(self, include, exclude)
+    ) -> _hooks.MimeBundle | None:
+        return _hooks.thread_mimebundle(self, include, exclude)  # None outside a notebook
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -62,12 +61,11 @@ class Thread(BaseModel):
         """Create the thread on the server (an error if it has an id already)."""
         if self.id is not None:
             raise LifecycleError(f"thread {self.id} exists already; create() makes new threads")
-        await self._ensure_created()
+        await self.ensure_created()
         return self
 
-    def create(self) -> Thread:
-        """Create the thread on the server (an error if it has an id already)."""
-        return portal().call(self.create_async())
+    # The sync twins are ClassVars to pydantic: methods, not fields.
+    create: ClassVar = sync_twin(create_async)
 
     @on_portal
     async def delete_async(self) -> None:
@@ -85,12 +83,13 @@ class Thread(BaseModel):
         self.id = None
         self._created_by_block = False
 
-    def delete(self) -> None:
-        """Delete the thread, its messages and runs from the server."""
-        portal().call(self.delete_async())
+    delete: ClassVar = sync_twin(delete_async)
 
-    async def _ensure_created(self) -> str:
-        """The thread's id, creating the thread first if needed."""
+    async def ensure_created(self) -> str:
+        """Internal: the thread's id, creating the thread first if needed.
+
+        What a :class:`~ipyassistant.Run` and :meth:`add_async` await before they use the id.
+        """
         if self.id is not None:
             return self.id
         if self._lock is None:
@@ -122,17 +121,6 @@ class Thread(BaseModel):
         if self._depth == 0 and self._created_by_block and self.id is not None:
             await self.delete_async()
 
-    def __enter__(self) -> Thread:
-        return portal().call(self.__aenter__())
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        portal().call(self.__aexit__(exc_type, exc, traceback))
-
     # -- messages --------------------------------------------------------------------------
 
     @on_portal
@@ -156,7 +144,7 @@ class Thread(BaseModel):
         attachments = [
             {"file_id": file_id, "tools": [{"type": "code_interpreter"}]} for file_id in code_files
         ]
-        thread_id = await self._ensure_created()
+        thread_id = await self.ensure_created()
         try:
             return await api.beta.threads.messages.create(
                 thread_id,
@@ -170,16 +158,7 @@ class Thread(BaseModel):
                 raise
             raise busy from exc
 
-    def add(
-        self,
-        message: str,
-        code_interpreter_files: Iterable[FileInput] | None = None,
-        image_files: Iterable[FileInput] | None = None,
-    ) -> Message:
-        """Add a user message; files are uploaded and attached (for the code interpreter) or
-        shown (images). Returns the SDK message. Raises ThreadBusyError while a run is active.
-        """
-        return portal().call(self.add_async(message, code_interpreter_files, image_files))
+    add: ClassVar = sync_twin(add_async)
 
     @on_portal
     async def get_messages_async(
@@ -207,15 +186,7 @@ class Thread(BaseModel):
         )
         return list(reversed(page.data))
 
-    def get_messages(
-        self,
-        limit: int = 20,
-        before_message: str | None = None,
-        after_message: str | None = None,
-    ) -> list[Message]:
-        """Messages oldest first: the last ``limit`` (1-100) ones, or the ``limit`` just
-        before ``before_message`` and/or just after ``after_message`` (message ids)."""
-        return portal().call(self.get_messages_async(limit, before_message, after_message))
+    get_messages: ClassVar = sync_twin(get_messages_async)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -243,23 +214,7 @@ class Thread(BaseModel):
         )
         return await run.execute_async()
 
-    def run(
-        self,
-        assistant: Assistant,
-        event_handler_class: type[AsyncAssistantEventHandler] | None = None,
-        event_handler_kwargs: Mapping[str, Any] | None = None,
-        **run_kwargs: Any,
-    ) -> Run:
-        """Run ``assistant`` on this thread and return the finished :class:`Run`.
-
-        Prints nothing unless given an ``event_handler_class`` (e.g. ``PrintHandler``).
-        ``run_kwargs`` are :class:`Run`'s overrides (``model``, ``instructions``,
-        ``additional_instructions``, ``tools``, ``additional_tools``, ``tool_choice``) and
-        any other API run parameter.
-        """
-        return portal().call(
-            self.run_async(assistant, event_handler_class, event_handler_kwargs, **run_kwargs)
-        )
+    run: ClassVar = sync_twin(run_async)
 
 
 async def _upload(api: openai.AsyncOpenAI, file: FileInput, purpose: str) -> str:

@@ -240,7 +240,7 @@ def run_mimebundle(run: Run, include: Any = None, exclude: Any = None) -> MimeBu
     from .widgets import RunView
 
     live = run.event_handler_kwargs.get("view")
-    if isinstance(live, RunView) and live._handle is not None:
+    if isinstance(live, RunView) and live.displayed:
         return {"text/plain": repr(run)}, {}
     state = run_state(run)
     return _bundle(RunView(state, images=_images(state)), repr(run), include, exclude)

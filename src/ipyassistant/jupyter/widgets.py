@@ -240,6 +240,11 @@ class RunView(anywidget.AnyWidget):
         self._handle = handle if isinstance(handle, DisplayHandle) else None
         return self._handle
 
+    @property
+    def displayed(self) -> bool:
+        """Whether :meth:`show` displayed the view (it is on screen, under a display id)."""
+        return self._handle is not None
+
     def update_transcript(self) -> None:
         """Refresh the static HTML of the display made by :meth:`show` (after a run ends).
 

@@ -1,0 +1,57 @@
+"""The client's one door into the notebook layer (:mod:`ipyassistant.jupyter`).
+
+The notebook layer sits on top of the client: it imports the client, never the reverse, except
+here. Three client features look different in a notebook, and ask this module:
+``say()``'s default handler (a live ``RunView`` instead of ``PrintHandler``) and how a finished
+:class:`~ipyassistant.Run` or :class:`~ipyassistant.Thread` displays (``_repr_mimebundle_``).
+
+Each hook imports :mod:`ipyassistant.jupyter.display` when it is called, never at import time.
+That module is cheap (it is asked on every ``say()``) and decides whether this process is a
+notebook; the widget modules load only when it is. The contract in ``pyproject.toml``
+(``[tool.importlinter]``) names this module as the only client module that imports the
+notebook layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from openai import AsyncAssistantEventHandler
+
+    from .runs import Run
+    from .threads import Thread
+
+__all__ = ["MimeBundle", "notebook_handler", "run_mimebundle", "thread_mimebundle"]
+
+#: What ``_repr_mimebundle_`` returns: the data and metadata of a display.
+MimeBundle = tuple[dict[str, Any], dict[str, Any]]
+
+
+def notebook_handler(
+    handler_kwargs: Mapping[str, Any] | None,
+) -> tuple[type[AsyncAssistantEventHandler], dict[str, Any]] | None:
+    """``say()``'s handler in a notebook (a displayed live view), or None elsewhere.
+
+    Call it in the thread that runs the cell: the view is displayed there.
+    """
+    from .jupyter import display
+
+    return display.notebook_handler(handler_kwargs)
+
+
+def run_mimebundle(run: Run, include: Any = None, exclude: Any = None) -> MimeBundle | None:
+    """A run's display in a notebook; None elsewhere (IPython then shows its repr)."""
+    from .jupyter import display
+
+    return display.run_mimebundle(run, include, exclude)
+
+
+def thread_mimebundle(
+    thread: Thread, include: Any = None, exclude: Any = None
+) -> MimeBundle | None:
+    """A thread's display in a notebook (its transcript); None elsewhere."""
+    from .jupyter import display
+
+    return display.thread_mimebundle(thread, include, exclude)
