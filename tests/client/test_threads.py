@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import openai
 import pytest
 
+from _wait import wait_until_async
 from ipyassistant import Assistant, Thread
 from ipyassistant.exceptions import LifecycleError, ThreadBusyError
 
@@ -136,14 +136,12 @@ async def test_running_while_a_run_is_active_raises_an_error_naming_the_run(api)
     thread = Thread()
     await thread.add_async("/sleep 30\nslow")
     first = asyncio.create_task(thread.run_async(ai))
-    deadline = time.monotonic() + 10
-    active = None
-    while active is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+
+    def running_id() -> str | None:
         runs = api.beta.threads.runs.list(thread.id, limit=1) if thread.id else None
-        if runs and runs.data and runs.data[0].status == "in_progress":
-            active = runs.data[0].id
-    assert active is not None
+        return runs.data[0].id if runs and runs.data and runs.data[0].status == "in_progress" else None
+
+    active = await wait_until_async(running_id, timeout=10, message="the first run to be in progress")
     with pytest.raises(ThreadBusyError, match=active) as caught:
         await thread.run_async(ai)
     assert caught.value.run_id == active

@@ -70,7 +70,7 @@ def test_say_streams_into_a_live_view_in_a_notebook(
     run = Assistant(tools=[roll_dice]).say("go")
     assert run.event_handler_class is WidgetHandler
     view = run.event_handler_kwargs["view"]
-    assert isinstance(view, RunView) and view._handle is not None  # displayed by the cell
+    assert isinstance(view, RunView) and view.displayed  # displayed by the cell
     assert run.event_handler_kwargs["fetch_file"] is notebook.fetch_file
     kinds = [(item["kind"], item.get("role")) for item in view.state["items"]]
     assert kinds == [("message", "user"), ("tool_call", None), ("message", "assistant")]

@@ -27,6 +27,7 @@ from .view_state import (
     items_from_step,
     run_info,
 )
+from .view_types import Item
 
 if TYPE_CHECKING:
     from openai import AsyncAssistantEventHandler
@@ -126,10 +127,10 @@ def run_state(run: Run) -> ViewState:
     return state
 
 
-def _items(steps: Iterable[Any], messages: Iterable[Any]) -> list[dict[str, Any]]:
+def _items(steps: Iterable[Any], messages: Iterable[Any]) -> list[Item]:
     """Items in the order of the steps: a message where its message_creation step is."""
     pending = {message.id: message for message in messages}
-    items: list[dict[str, Any]] = []
+    items: list[Item] = []
     for step in steps:
         details = step.step_details
         if details.type == "message_creation":
@@ -142,7 +143,7 @@ def _items(steps: Iterable[Any], messages: Iterable[Any]) -> list[dict[str, Any]
     return items
 
 
-async def _thread_items(thread_id: str) -> list[dict[str, Any]]:
+async def _thread_items(thread_id: str) -> list[Item]:
     """A thread's transcript: its messages, each run's tool calls where the run happened."""
     from .._portal import client
 
@@ -159,7 +160,7 @@ async def _thread_items(thread_id: str) -> list[dict[str, Any]]:
     for message in messages:
         if message.run_id is not None:
             by_run.setdefault(message.run_id, []).append(message)
-    items: list[dict[str, Any]] = []
+    items: list[Item] = []
     shown: set[str] = set()
 
     def show_run(run_id: str) -> None:

@@ -3,8 +3,9 @@
 Stream events (the openai SDK's ``AssistantStreamEvent`` objects or their dict form
 ``{"event": ..., "data": ...}``) are folded into a view state by :func:`reduce`, which also
 returns the ops that turn the old state into the new one. The shapes of both, and what each op
-does, are in :mod:`.view_types`; applying and merging ops is :mod:`.view_ops`. This module is
-the front door of all three: widgets import the names they need from here.
+does, are in :mod:`.view_types`; applying and merging ops is :mod:`.view_ops`; reading SDK
+objects into items is :mod:`.view_items`. This module is the front door of all four: widgets
+import the names they need from here.
 
 Events that carry whole objects (``*.created``, ``*.completed``, run status events, …) are
 compared with the state and produce ``item``/``set`` ops only for what differs, so a completed
@@ -19,21 +20,26 @@ thousands of deltas, uses :func:`diff_event` and ``apply_ops(..., in_place=True)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
+from .view_items import (
+    block_of,
+    error_of,
+    field,
+    item_from_message,
+    items_from_step,
+    run_info,
+    tool_item,
+)
 from .view_ops import apply_ops, coalesce
 from .view_types import (
-    Block,
     Item,
     ItemFields,
     MessageItem,
     Op,
-    RunInfo,
     ToolCallItem,
     ToolItem,
-    ViewError,
     ViewState,
 )
 
@@ -94,168 +100,6 @@ def empty_state() -> ViewState:
     return {"run": None, "items": [], "error": None}
 
 
-# -- reading events, SDK objects or dicts alike ---------------------------------------------
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """``obj[key]`` for dicts, ``obj.key`` for the SDK's models; ``default`` when absent.
-
-    The reducer reads events field by field instead of dumping the SDK's models to dicts:
-    a dump per delta would cost more than everything else the widget does with it. (Plain
-    ``type`` checks first: an ``isinstance`` against an ABC costs more than the lookup.)
-    """
-    if type(obj) is dict:
-        value = obj.get(key)
-    else:
-        value = getattr(obj, key, None)
-        if value is None and isinstance(obj, Mapping):
-            value = obj.get(key)
-    return default if value is None else value
-
-
-def _error(obj: Any) -> ViewError | None:
-    if obj is None:
-        return None
-    return {"code": str(_get(obj, "code", "")), "message": str(_get(obj, "message", ""))}
-
-
-# -- whole objects to view pieces -----------------------------------------------------------
-
-
-def run_info(run: Any) -> RunInfo:
-    """The ``RunInfo`` of a run object (SDK ``Run`` or dict)."""
-    usage = _get(run, "usage")
-    finished = (
-        _get(run, "completed_at")
-        or _get(run, "failed_at")
-        or _get(run, "cancelled_at")
-        or _get(run, "incomplete_at")
-    )
-    status = _get(run, "status", "queued")
-    if finished is None and status == "expired":
-        finished = _get(run, "expires_at")
-    return {
-        "id": _get(run, "id"),
-        "thread_id": _get(run, "thread_id"),
-        "assistant_id": _get(run, "assistant_id"),
-        "model": _get(run, "model"),
-        "status": status,
-        "created_at": _get(run, "created_at"),
-        "started_at": _get(run, "started_at"),
-        "finished_at": finished,
-        "usage": None
-        if usage is None
-        else {
-            "prompt_tokens": _get(usage, "prompt_tokens", 0),
-            "completion_tokens": _get(usage, "completion_tokens", 0),
-            "total_tokens": _get(usage, "total_tokens", 0),
-        },
-        "error": _error(_get(run, "last_error")),
-    }
-
-
-def _block(content: Any) -> Block | None:
-    """A message content part (whole or delta) as a block; None for an unknown type."""
-    kind = _get(content, "type")
-    if kind == "text":
-        return {"type": "text", "text": _get(_get(content, "text"), "value", "")}
-    if kind == "refusal":
-        return {"type": "refusal", "text": _get(content, "refusal", "")}
-    if kind == "image_file":
-        return {"type": "image", "file_id": _get(_get(content, "image_file"), "file_id", "")}
-    if kind == "image_url":
-        return {"type": "image_url", "url": _get(_get(content, "image_url"), "url", "")}
-    return None
-
-
-def item_from_message(message: Any) -> MessageItem:
-    """The ``message`` item of a message object (SDK ``Message`` or dict)."""
-    blocks = [b for b in (_block(c) for c in _get(message, "content", [])) if b is not None]
-    return {
-        "kind": "message",
-        "id": _get(message, "id"),
-        "run_id": _get(message, "run_id"),
-        "role": _get(message, "role", "assistant"),
-        "status": _get(message, "status", "completed"),
-        "blocks": blocks,
-    }
-
-
-def _tool_item(
-    call: Any, *, step_id: str | None, index: int, run_id: str | None, status: str
-) -> ToolItem:
-    """The item of one whole tool call of a step."""
-    kind = _get(call, "type", "function")
-    call_id = _get(call, "id") or f"{step_id}:{index}"
-    if kind == "code_interpreter":
-        ci = _get(call, "code_interpreter", {})
-        outputs = _get(ci, "outputs", [])
-        return {
-            "kind": "code",
-            "id": call_id,
-            "run_id": run_id,
-            "step_id": step_id,
-            "index": index,
-            "code": _get(ci, "input", ""),
-            "logs": "".join(_get(o, "logs", "") for o in outputs if _get(o, "type") == "logs"),
-            "images": [
-                _get(_get(o, "image"), "file_id", "") for o in outputs if _get(o, "type") == "image"
-            ],
-            "status": status,
-            "error": None,
-        }
-    if kind == "file_search":
-        found = _get(call, "file_search", {})
-        options = _get(found, "ranking_options")
-        results = _get(found, "results")
-        name = "file_search"
-        arguments = "" if options is None else _dumps(options)
-        output = None if results is None else f"{len(results)} result(s)"
-    else:
-        function = _get(call, "function", {})
-        name = _get(function, "name", "")
-        arguments = _get(function, "arguments", "")
-        output = _get(function, "output")
-    return {
-        "kind": "tool_call",
-        "id": call_id,
-        "run_id": run_id,
-        "step_id": step_id,
-        "index": index,
-        "name": name,
-        "arguments": arguments,
-        "output": output,
-        "status": status,
-        "error": None,
-    }
-
-
-def _dumps(value: Any) -> str:
-    if not isinstance(value, Mapping) and hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    return json.dumps(value, ensure_ascii=False)
-
-
-def items_from_step(step: Any) -> list[ToolItem]:
-    """The items of a run step (SDK ``RunStep`` or dict): one per tool call, none for a
-    ``message_creation`` step."""
-    details = _get(step, "step_details", {})
-    if _get(details, "type") != "tool_calls":
-        return []
-    status = _get(step, "status", "in_progress")
-    error = _error(_get(step, "last_error"))
-    items = []
-    for index, call in enumerate(_get(details, "tool_calls", [])):
-        item = _tool_item(
-            call,
-            step_id=_get(step, "id"),
-            index=index,
-            run_id=_get(step, "run_id"),
-            status=status,
-        )
-        item["error"] = error
-        items.append(item)
-    return items
 
 
 # -- finding things in a state ----------------------------------------------------------------
@@ -294,38 +138,38 @@ def _diff_item(old: Item | None, new: Item) -> list[Op]:
 
 
 def _event_name(event: Any) -> str:
-    return str(_get(event, "event", ""))
+    return str(field(event, "event", ""))
 
 
 def diff_event(state: ViewState, event: Any) -> list[Op]:
     """The ops that one stream event makes on ``state`` (which is only read)."""
     reducer = _REDUCERS.get(_event_name(event))
     # IGNORED_EVENTS, and events of later API versions: nothing to show.
-    return [] if reducer is None else reducer(state, _get(event, "data"))
+    return [] if reducer is None else reducer(state, field(event, "data"))
 
 
 def _message(state: ViewState, message: Any) -> list[Op]:
-    return _diff_item(_find(state, _get(message, "id")), item_from_message(message))
+    return _diff_item(_find(state, field(message, "id")), item_from_message(message))
 
 
 def _message_delta(state: ViewState, data: Any) -> list[Op]:
-    message_id = _get(data, "id")
+    message_id = field(data, "id")
     item = _find_message(state, message_id)
     ops: list[Op] = []
     if item is None:  # a delta before its message.created breaks the wire contract; show it
         item = {
             "kind": "message",
             "id": message_id,
-            "run_id": _get(state.get("run") or {}, "id"),
+            "run_id": field(state.get("run") or {}, "id"),
             "role": "assistant",
             "status": "in_progress",
             "blocks": [],
         }
         ops.append({"op": "item", "item": item})
     blocks = list(item["blocks"])  # the blocks as the ops so far leave them
-    for part in _get(_get(data, "delta"), "content", []):
-        index = _get(part, "index", 0)
-        block = _block(part)
+    for part in field(field(data, "delta"), "content", []):
+        index = field(part, "index", 0)
+        block = block_of(part)
         if block is None:
             continue
         current = blocks[index] if index < len(blocks) else None
@@ -355,28 +199,28 @@ def _message_delta(state: ViewState, data: Any) -> list[Op]:
 
 
 def _step_delta(state: ViewState, data: Any) -> list[Op]:
-    step_id = _get(data, "id")
-    details = _get(_get(data, "delta"), "step_details")
-    if _get(details, "type") != "tool_calls":
+    step_id = field(data, "id")
+    details = field(field(data, "delta"), "step_details")
+    if field(details, "type") != "tool_calls":
         return []
     ops: list[Op] = []
-    run_id = _get(state.get("run") or {}, "id")
-    for call in _get(details, "tool_calls", []):
-        index = _get(call, "index", 0)
+    run_id = field(state.get("run") or {}, "id")
+    for call in field(details, "tool_calls", []):
+        index = field(call, "index", 0)
         item = _find_call(state, step_id, index)
-        if item is None and _get(call, "id"):
-            found = _find(state, _get(call, "id"))
+        if item is None and field(call, "id"):
+            found = _find(state, field(call, "id"))
             item = found if found is not None and found["kind"] != "message" else None
         if item is None:
-            new = _tool_item(
+            new = tool_item(
                 call, step_id=step_id, index=index, run_id=run_id, status="in_progress"
             )
             ops.append({"op": "item", "item": new})
             continue
-        if _get(call, "type") == "code_interpreter" or item["kind"] == "code":
-            ops.extend(_code_delta(item, _get(call, "code_interpreter", {})))
+        if field(call, "type") == "code_interpreter" or item["kind"] == "code":
+            ops.extend(_code_delta(item, field(call, "code_interpreter", {})))
             continue
-        ops.extend(_function_delta(item, _get(call, "function")))
+        ops.extend(_function_delta(item, field(call, "function")))
     return ops
 
 
@@ -384,16 +228,16 @@ def _code_delta(item: ToolItem, ci: Any) -> list[Op]:
     """The ops of one code-interpreter call's delta: code, logs, and new images."""
     item_id = item["id"]
     ops: list[Op] = []
-    if _get(ci, "input"):
-        ops.append({"op": "append", "id": item_id, "field": "code", "text": _get(ci, "input")})
+    if field(ci, "input"):
+        ops.append({"op": "append", "id": item_id, "field": "code", "text": field(ci, "input")})
     images = list(item["images"]) if item["kind"] == "code" else []
-    for output in _get(ci, "outputs", []):
-        if _get(output, "type") == "logs" and _get(output, "logs"):
+    for output in field(ci, "outputs", []):
+        if field(output, "type") == "logs" and field(output, "logs"):
             ops.append(
-                {"op": "append", "id": item_id, "field": "logs", "text": _get(output, "logs")}
+                {"op": "append", "id": item_id, "field": "logs", "text": field(output, "logs")}
             )
-        elif _get(output, "type") == "image":
-            file_id = _get(_get(output, "image"), "file_id")
+        elif field(output, "type") == "image":
+            file_id = field(field(output, "image"), "file_id")
             if file_id and file_id not in images:
                 images.append(file_id)
                 ops.append({"op": "set", "id": item_id, "fields": {"images": list(images)}})
@@ -406,19 +250,19 @@ def _function_delta(item: ToolCallItem, function: Any) -> list[Op]:
         return []
     item_id = item["id"]
     ops: list[Op] = []
-    if _get(function, "name") and _get(function, "name") != item["name"]:
-        ops.append({"op": "set", "id": item_id, "fields": {"name": _get(function, "name")}})
-    if _get(function, "arguments"):
+    if field(function, "name") and field(function, "name") != item["name"]:
+        ops.append({"op": "set", "id": item_id, "fields": {"name": field(function, "name")}})
+    if field(function, "arguments"):
         ops.append(
             {
                 "op": "append",
                 "id": item_id,
                 "field": "arguments",
-                "text": _get(function, "arguments"),
+                "text": field(function, "arguments"),
             }
         )
-    if _get(function, "output") is not None and _get(function, "output") != item["output"]:
-        ops.append({"op": "set", "id": item_id, "fields": {"output": _get(function, "output")}})
+    if field(function, "output") is not None and field(function, "output") != item["output"]:
+        ops.append({"op": "set", "id": item_id, "fields": {"output": field(function, "output")}})
     return ops
 
 
@@ -447,11 +291,11 @@ def _run(state: ViewState, run: Any) -> list[Op]:
         ops.append({"op": "run", "run": info})
     status = info["status"]
     if status == "requires_action":
-        action = _get(_get(run, "required_action"), "submit_tool_outputs")
-        for index, call in enumerate(_get(action, "tool_calls", [])):
-            item = _find(state, _get(call, "id"))
+        action = field(field(run, "required_action"), "submit_tool_outputs")
+        for index, call in enumerate(field(action, "tool_calls", [])):
+            item = _find(state, field(call, "id"))
             if item is None:  # the calls were never streamed as a step: show them anyway
-                new = _tool_item(
+                new = tool_item(
                     call, step_id=None, index=index, run_id=info["id"], status="requires_action"
                 )
                 ops.append({"op": "item", "item": new})
@@ -469,7 +313,7 @@ def _run(state: ViewState, run: Any) -> list[Op]:
 
 
 def _stream_error(state: ViewState, data: Any) -> list[Op]:
-    error = _error(data)
+    error = error_of(data)
     return [] if error == state.get("error") else [{"op": "error", "error": error}]
 
 

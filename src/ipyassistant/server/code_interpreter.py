@@ -64,7 +64,7 @@ _MAX_WORKSPACES = 1000
 
 
 class CodeInterpreter:
-    """Runs code-interpreter calls: the engine's :class:`~.engine.CodeRunner`."""
+    """Runs code-interpreter calls: the engine's :class:`~.code_runner.CodeRunner`."""
 
     def __init__(self, config: ServerConfig, files: FileStore, store: Store):
         self.config = config

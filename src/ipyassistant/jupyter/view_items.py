@@ -1,0 +1,177 @@
+"""SDK objects (or their dict form) as view-state items: the reducer's reading side.
+
+Stream events carry the openai SDK's models, and snapshots fetched later carry the same
+objects; :func:`field` reads either (or plain dicts, as recorded fixtures hold them), and the
+functions here turn a run, a message or a run step into the plain items of :mod:`.view_types`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .view_types import Block, MessageItem, RunInfo, ToolItem, ViewError
+
+__all__ = ["block_of", "error_of", "field", "item_from_message", "items_from_step", "run_info", "tool_item"]
+
+
+def field(obj: Any, key: str, default: Any = None) -> Any:
+    """``obj[key]`` for dicts, ``obj.key`` for the SDK's models; ``default`` when absent.
+
+    The reducer reads events field by field instead of dumping the SDK's models to dicts:
+    a dump per delta would cost more than everything else the widget does with it. (Plain
+    ``type`` checks first: an ``isinstance`` against an ABC costs more than the lookup.)
+    """
+    if type(obj) is dict:
+        value = obj.get(key)
+    else:
+        value = getattr(obj, key, None)
+        if value is None and isinstance(obj, Mapping):
+            value = obj.get(key)
+    return default if value is None else value
+
+
+def error_of(obj: Any) -> ViewError | None:
+    if obj is None:
+        return None
+    return {"code": str(field(obj, "code", "")), "message": str(field(obj, "message", ""))}
+
+
+# -- whole objects to view pieces -----------------------------------------------------------
+
+
+def run_info(run: Any) -> RunInfo:
+    """The ``RunInfo`` of a run object (SDK ``Run`` or dict)."""
+    usage = field(run, "usage")
+    finished = (
+        field(run, "completed_at")
+        or field(run, "failed_at")
+        or field(run, "cancelled_at")
+        or field(run, "incomplete_at")
+    )
+    status = field(run, "status", "queued")
+    if finished is None and status == "expired":
+        finished = field(run, "expires_at")
+    return {
+        "id": field(run, "id"),
+        "thread_id": field(run, "thread_id"),
+        "assistant_id": field(run, "assistant_id"),
+        "model": field(run, "model"),
+        "status": status,
+        "created_at": field(run, "created_at"),
+        "started_at": field(run, "started_at"),
+        "finished_at": finished,
+        "usage": None
+        if usage is None
+        else {
+            "prompt_tokens": field(usage, "prompt_tokens", 0),
+            "completion_tokens": field(usage, "completion_tokens", 0),
+            "total_tokens": field(usage, "total_tokens", 0),
+        },
+        "error": error_of(field(run, "last_error")),
+    }
+
+
+def block_of(content: Any) -> Block | None:
+    """A message content part (whole or delta) as a block; None for an unknown type."""
+    kind = field(content, "type")
+    if kind == "text":
+        return {"type": "text", "text": field(field(content, "text"), "value", "")}
+    if kind == "refusal":
+        return {"type": "refusal", "text": field(content, "refusal", "")}
+    if kind == "image_file":
+        return {"type": "image", "file_id": field(field(content, "image_file"), "file_id", "")}
+    if kind == "image_url":
+        return {"type": "image_url", "url": field(field(content, "image_url"), "url", "")}
+    return None
+
+
+def item_from_message(message: Any) -> MessageItem:
+    """The ``message`` item of a message object (SDK ``Message`` or dict)."""
+    blocks = [b for b in (block_of(c) for c in field(message, "content", [])) if b is not None]
+    return {
+        "kind": "message",
+        "id": field(message, "id"),
+        "run_id": field(message, "run_id"),
+        "role": field(message, "role", "assistant"),
+        "status": field(message, "status", "completed"),
+        "blocks": blocks,
+    }
+
+
+def tool_item(
+    call: Any, *, step_id: str | None, index: int, run_id: str | None, status: str
+) -> ToolItem:
+    """The item of one whole tool call of a step."""
+    kind = field(call, "type", "function")
+    call_id = field(call, "id") or f"{step_id}:{index}"
+    if kind == "code_interpreter":
+        ci = field(call, "code_interpreter", {})
+        outputs = field(ci, "outputs", [])
+        return {
+            "kind": "code",
+            "id": call_id,
+            "run_id": run_id,
+            "step_id": step_id,
+            "index": index,
+            "code": field(ci, "input", ""),
+            "logs": "".join(field(o, "logs", "") for o in outputs if field(o, "type") == "logs"),
+            "images": [
+                field(field(o, "image"), "file_id", "") for o in outputs if field(o, "type") == "image"
+            ],
+            "status": status,
+            "error": None,
+        }
+    if kind == "file_search":
+        found = field(call, "file_search", {})
+        options = field(found, "ranking_options")
+        results = field(found, "results")
+        name = "file_search"
+        arguments = "" if options is None else _dumps(options)
+        output = None if results is None else f"{len(results)} result(s)"
+    else:
+        function = field(call, "function", {})
+        name = field(function, "name", "")
+        arguments = field(function, "arguments", "")
+        output = field(function, "output")
+    return {
+        "kind": "tool_call",
+        "id": call_id,
+        "run_id": run_id,
+        "step_id": step_id,
+        "index": index,
+        "name": name,
+        "arguments": arguments,
+        "output": output,
+        "status": status,
+        "error": None,
+    }
+
+
+def _dumps(value: Any) -> str:
+    if not isinstance(value, Mapping) and hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def items_from_step(step: Any) -> list[ToolItem]:
+    """The items of a run step (SDK ``RunStep`` or dict): one per tool call, none for a
+    ``message_creation`` step."""
+    details = field(step, "step_details", {})
+    if field(details, "type") != "tool_calls":
+        return []
+    status = field(step, "status", "in_progress")
+    error = error_of(field(step, "last_error"))
+    items = []
+    for index, call in enumerate(field(details, "tool_calls", [])):
+        item = tool_item(
+            call,
+            step_id=field(step, "id"),
+            index=index,
+            run_id=field(step, "run_id"),
+            status=status,
+        )
+        item["error"] = error
+        items.append(item)
+    return items
