@@ -4,6 +4,7 @@
 - ``openai:MODEL``: any OpenAI-compatible Chat Completions endpoint (:mod:`.openai_compat`),
   configured by ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
 - ``local`` / ``local:/path/to/model.gguf``: a GGUF model run by llama.cpp (:mod:`.local`).
+- ``function:NAME``: a Python function registered by a test (:mod:`.function`).
 
 Model strings are parsed, and prefixes mapped to providers, by :mod:`.registry`; this module is
 the front door the server uses.

@@ -1,7 +1,7 @@
 """Model strings and the providers they name: one parser, and a registry of provider prefixes.
 
 A model string is ``PREFIX`` or ``PREFIX:NAME`` (``test``, ``openai:gpt-4o-mini``, ``local``,
-``local:/path/to/model.gguf``); :func:`parse_model` is the one place that
+``local:/path/to/model.gguf``, ``function:NAME``); :func:`parse_model` is the one place that
 splits it. Each prefix is registered here by the import path of its :class:`ProviderFactory`,
 and that module is imported only when a model string with its prefix is checked or resolved,
 so a server that only ever runs ``test`` never imports the OpenAI SDK's client code or llama.cpp.
@@ -65,6 +65,7 @@ PROVIDERS: dict[str, str] = {
     "test": f"{__package__}.test:FACTORY",
     "openai": f"{__package__}.openai_compat:FACTORY",
     "local": f"{__package__}.local.provider:FACTORY",
+    "function": f"{__package__}.function:FACTORY",
 }
 
 _factories: dict[str, ProviderFactory] = {}
