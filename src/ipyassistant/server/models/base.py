@@ -8,6 +8,7 @@ reason. The run engine does everything else (steps, messages, events, the databa
 from __future__ import annotations
 
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "count_tokens",
+    "new_call_id",
 ]
 
 #: The name under which chat models see the code interpreter: a function ``python(code)``.
@@ -42,6 +44,11 @@ class ModelError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def new_call_id() -> str:
+    """A fresh tool-call id, shaped like OpenAI's (``call_`` and 24 hex digits)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 @dataclass

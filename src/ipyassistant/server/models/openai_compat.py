@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,9 +37,11 @@ from .base import (
     ToolCallDelta,
     Usage,
     count_tokens,
+    new_call_id,
 )
+from .registry import ModelRef, ProviderFactory
 
-__all__ = ["OpenAICompatModel"]
+__all__ = ["FACTORY", "OpenAICompatModel"]
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2
@@ -363,7 +364,7 @@ class _ToolCalls:
         arguments = (function.arguments if function is not None else None) or ""
         slot = self._slots.get(key)
         if slot is None or (delta.id and delta.id != slot.id):
-            slot = _Slot(len(self._arguments), delta.id or f"call_{uuid.uuid4().hex[:24]}", name)
+            slot = _Slot(len(self._arguments), delta.id or new_call_id(), name)
             self._slots[key] = slot
             self._arguments.append(arguments)
             if name:
@@ -420,3 +421,20 @@ def _env_number(name: str, default: float, kind: type[float] | type[int]) -> Any
     if number < 0 or (kind is float and number == 0):
         raise ValueError(f"{name} must be positive, got {value!r}")
     return number
+
+
+class _OpenAIFactory(ProviderFactory):
+    """The ``openai`` prefix: ``openai:NAME`` for any model name the endpoint serves."""
+
+    def examples(self) -> list[str]:
+        return ["openai:<model> (e.g. openai:gpt-4o-mini)"]
+
+    def accepts(self, ref: ModelRef) -> bool:
+        return bool(ref.name)
+
+    def create(self, ref: ModelRef) -> ModelProvider:
+        return OpenAICompatModel(ref.name)
+
+
+#: How the registry makes ``openai:NAME`` models.
+FACTORY = _OpenAIFactory()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,18 +34,15 @@ from typing import Any
 from .base import (
     CODE_INTERPRETER_FUNCTION,
     ChatMessage,
-    Finish,
     ModelError,
     ModelEvent,
     ModelProvider,
     ModelRequest,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    count_tokens,
 )
+from .registry import ModelRef, ProviderFactory
+from .scripted import Call, ReplyItem, as_async, reply_events
 
-__all__ = ["TestModel", "example_from_schema"]
+__all__ = ["FACTORY", "TestModel", "example_from_schema"]
 
 _DIRECTIVE = re.compile(r"^/(call|stream|instructions|fail|sleep)\b[ \t]*(.*)$")
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL)
@@ -180,34 +176,18 @@ class TestModel(ModelProvider):
         self.model = model
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        prompt_tokens = self.count_tokens(request.messages)
-        budget = request.max_tokens
-        used = 0
-        finish = "stop"
-
         tail = _tool_results(request.messages)
         if tail:
             chunks = _words("Tool results:\n" + "\n".join(f"- {name}: {out}" for name, out in tail))
             calls: list[tuple[str, str]] = []
         else:
             chunks, calls = await self._respond(request, _last_user_text(request.messages))
-
-        for chunk in chunks:
-            cost = count_tokens(chunk)
-            if budget is not None and used + cost > budget:
-                finish = "length"
-                break
-            used += cost
-            yield TextDelta(chunk)
-        if finish == "stop" and calls:
-            for index, (name, arguments) in enumerate(calls):
-                yield ToolCallDelta(index, id=f"call_{uuid.uuid4().hex[:24]}", name=name)
-                for piece in _pieces(arguments, name):
-                    yield ToolCallDelta(index, arguments=piece)
-                used += count_tokens(arguments)
-            finish = "tool_calls"
-        yield Usage(prompt_tokens=prompt_tokens, completion_tokens=used)
-        yield Finish(finish)  # type: ignore[arg-type]
+        reply: list[ReplyItem] = [*chunks, *(Call(name, args) for name, args in calls)]
+        events = reply_events(
+            as_async(reply), self.count_tokens(request.messages), request.max_tokens
+        )
+        async for event in events:
+            yield event
 
     async def _respond(
         self, request: ModelRequest, message: str
@@ -263,14 +243,6 @@ def _words(text: str) -> list[str]:
     return _WORDS.findall(text) or [text]
 
 
-def _pieces(arguments: str, name: str) -> list[str]:
-    """Arguments as a model streams them: code line by line, JSON in two halves."""
-    if name == CODE_INTERPRETER_FUNCTION:
-        return re.findall(r".*?(?:\\n|$)", arguments)[:-1] or [arguments]
-    half = len(arguments) // 2
-    return [p for p in (arguments[:half], arguments[half:]) if p]
-
-
 def _last_user_text(messages: list[ChatMessage]) -> str:
     for message in reversed(messages):
         if message.role == "user":
@@ -286,3 +258,20 @@ def _tool_results(messages: list[ChatMessage]) -> list[tuple[str, str]]:
             break
         results.append((message.name or "tool", message.content))
     return results[::-1]
+
+
+class _TestFactory(ProviderFactory):
+    """The ``test`` prefix: the one model string ``test``."""
+
+    def examples(self) -> list[str]:
+        return ["test"]
+
+    def accepts(self, ref: ModelRef) -> bool:
+        return ref.model == "test"
+
+    def create(self, ref: ModelRef) -> ModelProvider:
+        return TestModel()
+
+
+#: How the registry makes ``test`` models.
+FACTORY = _TestFactory()

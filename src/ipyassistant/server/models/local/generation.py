@@ -1,0 +1,299 @@
+"""One generation on llama.cpp: render the prompt, decode under a grammar, emit the events.
+
+This is the part of the ``local`` provider that needs llama-cpp-python (the ``local`` extra),
+imported inside the functions that call it. A :class:`Generation` runs on the model's worker
+thread (:mod:`.instance`) and hands its events to the provider through ``emit``:
+
+- The prompt is the conversation (:mod:`.prompt`) formatted by the GGUF's own chat template
+  and tokenized with the model's tokenizer, which also counts usage.
+- With tools, the grammar (:mod:`.grammar`) decides the first character: ``{`` opens a calls
+  object, decoded under the grammar to its end and checked (:mod:`.checks`); anything else is
+  text, which streams token by token and decodes on without the grammar.
+- ``max_tokens`` ends the reply with finish reason ``length``; setting ``stop`` ends it at the
+  next token.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..base import Finish, ModelError, ModelRequest, TextDelta, ToolCallDelta, Usage, new_call_id
+from .checks import check_json, parse_calls, repeats_a_call, without_last_call
+from .config import DEFAULT_MAX_TOKENS, env_int
+from .grammar import response_format_grammar, tool_grammar
+from .prompt import CHATML, apply_template, chat_messages, tools_note
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+__all__ = ["Generation", "render", "tokenize"]
+
+
+@dataclass
+class _Outcome:
+    """What a generation decoded so far."""
+
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish: Literal["stop", "length"] = "stop"
+    #: Bytes to text across token boundaries (a character may span tokens).
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
+
+
+class Generation:
+    """Decode one reply for ``request`` and emit its events (runs on the worker thread)."""
+
+    def __init__(
+        self,
+        llama: Llama,
+        request: ModelRequest,
+        model: str,
+        emit: Callable[[Any], None],
+        stop: threading.Event,
+    ):
+        self.llama = llama
+        self.request = request
+        self.model = model
+        self.emit = emit
+        self.stop = stop
+
+    def run(self) -> None:
+        request, llama = self.request, self.llama
+        allowed = request.tools_allowed()
+        forced = bool(allowed) and request.tool_choice != "auto"
+        if forced and request.tool_choice not in ("required",):
+            allowed = allowed[:1]  # a named function: that one, once
+        parallel = request.parallel_tool_calls and request.tool_choice in ("auto", "required")
+
+        note = tools_note(allowed, forced) if allowed else ""
+        prompt_text = render(llama, chat_messages(request.messages, note), self.model)
+        prompt = tokenize(llama, prompt_text)
+        n_ctx = llama.n_ctx()
+        if len(prompt) >= n_ctx:
+            raise ModelError(
+                f"{self.model}: the prompt has {len(prompt)} tokens, more than the model's "
+                f"context of {n_ctx} (set max_prompt_tokens with truncation_strategy 'auto', or "
+                "IPYASSISTANT_LOCAL_N_CTX)."
+            )
+        default_budget = env_int("IPYASSISTANT_LOCAL_MAX_TOKENS", DEFAULT_MAX_TOKENS) or 0
+        budget = min(
+            request.max_tokens if request.max_tokens is not None else default_budget,
+            n_ctx - len(prompt),
+        )
+        sampling = self._sampling()
+
+        if allowed:
+            grammar, schemas = tool_grammar(allowed, forced=forced, parallel=parallel)
+            outcome = self._decode_tools(prompt, budget, sampling, grammar)
+            if self.stop.is_set():
+                return  # nobody listens any more
+            calls_json = outcome.text.lstrip().startswith("{")
+            if calls_json and outcome.finish == "stop":
+                calls = parse_calls(outcome.text, schemas, self.model)
+                for index, (name, arguments) in enumerate(calls):
+                    self.emit(ToolCallDelta(index, arguments=arguments, id=new_call_id(), name=name))
+            self.emit(Usage(len(prompt), len(outcome.tokens)))
+            if calls_json and outcome.finish == "stop":
+                self.emit(Finish("tool_calls"))
+            else:
+                self.emit(Finish(outcome.finish))
+            return
+
+        json_grammar, schema = response_format_grammar(request.response_format)
+        outcome = self._decode(prompt, budget, sampling, json_grammar, stream=True)
+        if schema is not None and outcome.finish == "stop":
+            check_json(outcome.text, schema, self.model)
+        self.emit(Usage(len(prompt), len(outcome.tokens)))
+        self.emit(Finish(outcome.finish))
+
+    def _sampling(self) -> dict[str, Any]:
+        temperature = self.request.temperature
+        top_p = self.request.top_p
+        return {
+            "temp": 0.8 if temperature is None else float(temperature),
+            "top_p": 0.95 if top_p is None else float(top_p),
+        }
+
+    def _pieces(
+        self, prompt: list[int], sampling: dict[str, Any], grammar: str | None, outcome: _Outcome
+    ) -> Generator[str, None, None]:
+        """The text of each token decoded after ``prompt``, each token recorded in ``outcome``.
+
+        Ends at the end of the turn, or when ``stop`` is set (nobody listens any more); a
+        grammar of ``None`` decodes freely.
+        """
+        from llama_cpp import LlamaGrammar
+
+        compiled = None
+        if grammar is not None:
+            _check_grammar(self.llama, grammar, self.model)
+            compiled = LlamaGrammar.from_string(grammar, verbose=False)
+        tokens = self.llama.generate(prompt, grammar=compiled, **sampling)
+        try:
+            for token in tokens:
+                if self.stop.is_set() or self._end_of_turn(token):
+                    return
+                outcome.tokens.append(token)
+                yield outcome.decoder.decode(self.llama.detokenize([token]))
+        finally:
+            _close(tokens)
+
+    def _decode(
+        self,
+        prompt: list[int],
+        budget: int,
+        sampling: dict[str, Any],
+        grammar: str | None,
+        *,
+        stream: bool,
+        outcome: _Outcome | None = None,
+    ) -> _Outcome:
+        """Decode until end of turn or ``budget`` tokens, streaming text if ``stream``.
+
+        With ``outcome`` (tokens already decoded and emitted), decoding goes on after them.
+        """
+        outcome = outcome or _Outcome()
+        decoder = outcome.decoder
+        started = bool(outcome.text)
+        if len(outcome.tokens) >= budget:
+            outcome.finish = "length"
+            return outcome
+        pieces = self._pieces(prompt + outcome.tokens, sampling, grammar, outcome)
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                if not started:
+                    piece = piece.lstrip()  # templates end with a newline; replies start at text
+                    started = bool(piece)
+                if piece:
+                    outcome.text += piece
+                    if stream:
+                        self.emit(TextDelta(piece))
+                if len(outcome.tokens) >= budget:
+                    outcome.finish = "length"
+                    break
+        if self.stop.is_set():
+            return outcome
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            outcome.text += tail
+            if stream:
+                self.emit(TextDelta(tail))
+        return outcome
+
+    def _decode_tools(
+        self, prompt: list[int], budget: int, sampling: dict[str, Any], grammar: str
+    ) -> _Outcome:
+        """Decode text or tool calls under ``grammar``; text streams, calls are collected.
+
+        The grammar decides the first non-blank character: ``{`` opens the calls object and
+        the grammar stays on until it is complete; anything else starts plain text, which
+        decodes on without the grammar (grammar sampling costs a quarter of the speed).
+        """
+        outcome = _Outcome()
+        decoder = outcome.decoder
+        pieces = self._pieces(prompt, sampling, grammar, outcome)
+        text_mode = False
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                outcome.text += piece
+                if len(outcome.tokens) >= budget:
+                    outcome.finish = "length"
+                    break
+                head = outcome.text.lstrip()
+                if head and not head.startswith("{"):
+                    text_mode = True
+                    break
+                if head.endswith("}") and repeats_a_call(head):
+                    # Small models tend to repeat a call over and over: the first copy is
+                    # all that is needed, and the reply ends there.
+                    outcome.text = without_last_call(head)
+                    break
+        if self.stop.is_set():
+            return outcome
+        if not text_mode:
+            outcome.text += decoder.decode(b"", final=True)
+            if not outcome.text.lstrip().startswith("{"):
+                self._emit_text(outcome.text.lstrip())
+            return outcome
+        outcome.text = outcome.text.lstrip()
+        self._emit_text(outcome.text)
+        if outcome.finish == "length":
+            return outcome
+        return self._decode(prompt, budget, sampling, None, stream=True, outcome=outcome)
+
+    def _emit_text(self, text: str) -> None:
+        if text:
+            self.emit(TextDelta(text))
+
+    def _end_of_turn(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
+
+
+def _close(tokens: Iterator[int]) -> None:
+    close = getattr(tokens, "close", None)
+    if close is not None:
+        close()
+
+
+
+@functools.lru_cache(maxsize=8)
+def _formatter(template: str, eos: str, bos: str) -> Jinja2ChatFormatter:
+    """A chat template, compiled once."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    return Jinja2ChatFormatter(
+        template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True
+    )
+
+
+def render(llama: Llama, chat: list[dict[str, str]], model: str) -> str:
+    """The prompt: ``chat`` formatted by the model's chat template."""
+    eos, bos = llama.token_eos(), llama.token_bos()
+    formatter = _formatter(
+        llama.metadata.get("tokenizer.chat_template") or CHATML,
+        llama._model.token_get_text(eos) if eos != -1 else "",
+        llama._model.token_get_text(bos) if bos != -1 else "",
+    )
+    return apply_template(
+        lambda messages: formatter(messages=messages).prompt,  # type: ignore[arg-type]
+        chat,
+        model,
+    )
+
+
+def tokenize(llama: Llama, prompt: str) -> list[int]:
+    """The prompt's tokens; templates write their special tokens as text."""
+    tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    bos = llama.token_bos()
+    if llama._model.add_bos_token() and bos != -1 and (not tokens or tokens[0] != bos):
+        tokens.insert(0, bos)
+    return tokens
+
+
+
+def _check_grammar(llama: Llama, grammar: str, model: str) -> None:
+    """Raise :class:`ModelError` unless llama.cpp accepts ``grammar``.
+
+    llama-cpp-python adds a grammar llama.cpp rejected to its sampler chain as a null sampler,
+    which crashes the process at the first token: check first.
+    """
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        llama._model.vocab, grammar.encode("utf-8"), b"root"
+    )
+    if not sampler:
+        raise ModelError(f"{model}: llama.cpp rejected the grammar built for this request.")
+    llama_cpp.llama_sampler_free(sampler)
+
