@@ -25,6 +25,7 @@ from ..models.base import (
     ModelRequest,
     ToolCall,
 )
+from ..models.registry import parse_model
 
 __all__ = [
     "Context",
@@ -102,7 +103,7 @@ def build_request(
             return Incomplete("max_completion_tokens")
     response_format = run["response_format"]
     return ModelRequest(
-        model=run["model"].partition(":")[2] or run["model"],
+        model=parse_model(run["model"]).request_model,
         messages=chat,
         tools=function_specs(run, code_interpreter=code_interpreter),
         tool_choice=tool_choice_name(run["tool_choice"]) if first_call else "auto",
