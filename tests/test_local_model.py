@@ -41,6 +41,7 @@ from ipyassistant.server.models.local import (
     grammar,
     prompt,
 )
+from ipyassistant.server.models.local.prompt import REPLY_NOTE
 
 # Prompts, grammars' assembly and output checks are pure Python and tested everywhere; the
 # tests that decode, load a model or convert schemas to grammars need llama-cpp-python.
@@ -171,8 +172,11 @@ def test_instructions_reach_the_model_as_its_system_message(monkeypatch):
             pass
 
     asyncio.run(consume())
-    # SmolLM2's own ChatML template, the instructions replacing its default system prompt.
-    assert seen[-1].startswith("<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\nHi<|im_end|>")
+    # SmolLM2's own ChatML template, the instructions (and how to reply) replacing its default
+    # system prompt.
+    assert seen[-1].startswith(
+        f"<|im_start|>system\nYou are a pirate.\n\n{REPLY_NOTE}<|im_end|>\n<|im_start|>user\nHi<|im_end|>"
+    )
     assert seen[-1].endswith("<|im_start|>assistant\n")
     assert "SmolLM" not in seen[-1]
 
@@ -190,7 +194,7 @@ def test_the_conversation_becomes_alternating_role_content_messages() -> None:
     ]
     chat = prompt.chat_messages(messages, "# Tools")
     assert chat == [
-        {"role": "system", "content": "Be brief.\n\n# Tools"},
+        {"role": "system", "content": f"Be brief.\n\n{REPLY_NOTE}\n\n# Tools"},
         {"role": "user", "content": "Add 1 and 2."},
         {"role": "assistant", "content": '{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}'},
         {"role": "user", "content": "Result of the tool call add:\n3\n\nThanks."},

@@ -149,8 +149,8 @@ def run_object(
         "metadata": options.get("metadata") or {},
         "usage": None,
         "incomplete_details": None,
-        "temperature": pick("temperature", 1.0),
-        "top_p": pick("top_p", 1.0),
+        "temperature": pick("temperature"),  # None: the model's own default
+        "top_p": pick("top_p"),
         "max_prompt_tokens": options.get("max_prompt_tokens"),
         "max_completion_tokens": options.get("max_completion_tokens"),
         "truncation_strategy": _dump(options.get("truncation_strategy"))

@@ -37,7 +37,7 @@ INSTALL_HINT = f"CMAKE_ARGS=\"{CMAKE_ARGS}\" pip install 'ipyassistant[local]'"
 #: The context size, unless IPYASSISTANT_LOCAL_N_CTX says otherwise.
 DEFAULT_N_CTX = 4096
 #: The reply length when a run sets none, unless IPYASSISTANT_LOCAL_MAX_TOKENS says otherwise.
-DEFAULT_MAX_TOKENS = 2048
+DEFAULT_MAX_TOKENS = 512
 
 _GGUF_MAGIC = b"GGUF"
 

@@ -23,11 +23,22 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..base import Finish, ModelError, ModelRequest, TextDelta, ToolCallDelta, Usage, new_call_id
+from ..base import (
+    ChatMessage,
+    Finish,
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    new_call_id,
+)
 from .checks import check_json, parse_calls, repeats_a_call, without_last_call
 from .config import DEFAULT_MAX_TOKENS, env_int
 from .grammar import response_format_grammar, tool_grammar
-from .prompt import CHATML, apply_template, chat_messages, tools_note
+from .loop_guard import LoopGuard
+from .prompt import CHATML, CONTENT_FREE, apply_template, chat_messages, tools_note
+from .sampling import recommended_sampling
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -75,8 +86,16 @@ class Generation:
         parallel = request.parallel_tool_calls and request.tool_choice in ("auto", "required")
 
         note = tools_note(allowed, forced) if allowed else ""
-        prompt_text = render(llama, chat_messages(request.messages, note), self.model)
-        prompt = tokenize(llama, prompt_text)
+        prompt = self._prompt(note)
+        if allowed and not forced:
+            # Decide first, then decode only what was decided: a call under the grammar, or
+            # text from a prompt without the tools (which small models otherwise talk about).
+            if self._wants_a_call(prompt, note):
+                forced = True
+                prompt = self._prompt(tools_note(allowed, forced))
+            else:
+                allowed = []
+                prompt = self._prompt("")
         n_ctx = llama.n_ctx()
         if len(prompt) >= n_ctx:
             raise ModelError(
@@ -116,12 +135,35 @@ class Generation:
         self.emit(Finish(outcome.finish))
 
     def _sampling(self) -> dict[str, Any]:
-        temperature = self.request.temperature
-        top_p = self.request.top_p
-        return {
-            "temp": 0.8 if temperature is None else float(temperature),
-            "top_p": 0.95 if top_p is None else float(top_p),
-        }
+        """The model's recommended sampling (:mod:`.sampling`), with what the run sets."""
+        recommended = recommended_sampling(self.llama.metadata, _file_name(self.llama))
+        return recommended.with_run(self.request.temperature, self.request.top_p).generate_kwargs()
+
+    def _prompt(self, note: str) -> list[int]:
+        """The request's conversation, with the tools ``note`` in its system message, as tokens."""
+        chat = chat_messages(self.request.messages, note)
+        return tokenize(self.llama, render(self.llama, chat, self.model))
+
+    def _wants_a_call(self, prompt: list[int], note: str) -> bool:
+        """Whether the reply to ``prompt`` should be a tool call (``tool_choice`` ``auto``).
+
+        Small models put a near-constant probability on opening a call, whatever the user
+        asked; what tells is how the request moves it. The log-probability that the reply
+        opens a call is compared with the same for content-free requests (contextual
+        calibration): a call when this request makes it more likely than they do.
+        """
+        opener = tokenize_text(self.llama, CALL_OPENER)[0]
+        system = [m for m in self.request.messages if m.role == "system"]
+        key = (note, tuple(m.content for m in system))
+        baselines: dict[Any, float] = self.llama.__dict__.setdefault("_ipa_call_baselines", {})
+        if key not in baselines:
+            scores = []
+            for filler in CONTENT_FREE:
+                chat = chat_messages([*system, ChatMessage(role="user", content=filler)], note)
+                tokens = tokenize(self.llama, render(self.llama, chat, self.model))
+                scores.append(_next_token_logprob(self.llama, tokens, opener))
+            baselines[key] = sum(scores) / len(scores)
+        return _next_token_logprob(self.llama, prompt, opener) > baselines[key]
 
     def _pieces(
         self, prompt: list[int], sampling: dict[str, Any], grammar: str | None, outcome: _Outcome
@@ -167,27 +209,41 @@ class Generation:
         if len(outcome.tokens) >= budget:
             outcome.finish = "length"
             return outcome
+        # Text is shown a few tokens late, so that a loop (:mod:`.loop_guard`) is cut before
+        # its repeats are shown: ``texts[i]`` is the text of the i-th new token.
+        before, texts, shown = len(outcome.tokens), [], 0
+        guard = LoopGuard() if grammar is None else None
         pieces = self._pieces(prompt + outcome.tokens, sampling, grammar, outcome)
         with contextlib.closing(pieces):
             for piece in pieces:
                 if not started:
                     piece = piece.lstrip()  # templates end with a newline; replies start at text
                     started = bool(piece)
-                if piece:
-                    outcome.text += piece
-                    if stream:
-                        self.emit(TextDelta(piece))
+                texts.append(piece)
+                if guard is not None and guard.add(outcome.tokens[-1]):
+                    # The repeats not shown yet go; the reply ends after one copy of the cycle.
+                    del texts[max(guard.releasable(), shown) :]
+                    del outcome.tokens[before + len(texts) :]
+                    break
                 if len(outcome.tokens) >= budget:
                     outcome.finish = "length"
                     break
+                if stream and guard is not None:
+                    shown = self._show(texts, shown, guard.releasable())
         if self.stop.is_set():
             return outcome
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            outcome.text += tail
-            if stream:
-                self.emit(TextDelta(tail))
+        texts.append(decoder.decode(b"", final=True))
+        outcome.text += "".join(texts)
+        if stream:
+            self._show(texts, shown, len(texts))
         return outcome
+
+    def _show(self, texts: list[str], shown: int, upto: int) -> int:
+        """Emit the text of ``texts[shown:upto]``; returns how far is shown now."""
+        if upto > shown:
+            self._emit_text("".join(texts[shown:upto]))
+            return upto
+        return shown
 
     def _decode_tools(
         self, prompt: list[int], budget: int, sampling: dict[str, Any], grammar: str
@@ -238,6 +294,37 @@ class Generation:
         import llama_cpp
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
+
+
+#: The first characters of a calls object (:mod:`.grammar`): its first token opens a call.
+CALL_OPENER = '{"tool_calls"'
+
+
+def tokenize_text(llama: Llama, text: str) -> list[int]:
+    """``text``'s tokens, without the start-of-text token."""
+    return llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+
+def _next_token_logprob(llama: Llama, prompt: list[int], token: int) -> float:
+    """The log-probability that the token after ``prompt`` is ``token``.
+
+    Evaluates ``prompt`` in the model's context, so that a generation from the same prompt
+    right after reuses it (llama-cpp-python keeps the longest common prefix).
+    """
+    import llama_cpp
+    import numpy as np
+
+    llama.reset()
+    llama.eval(prompt)
+    logits = np.ctypeslib.as_array(
+        llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(llama.n_vocab(),)
+    ).astype(np.float64)
+    top = logits.max()
+    return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
+
+
+def _file_name(llama: Llama) -> str:
+    return str(getattr(llama, "model_path", "") or "").rsplit("/", 1)[-1]
 
 
 def _close(tokens: Iterator[int]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..base import CODE_INTERPRETER_FUNCTION, ChatMessage, FunctionSpec, ModelError
 
-__all__ = ["CHATML", "apply_template", "chat_messages", "tools_note"]
+__all__ = ["CHATML", "CONTENT_FREE", "REPLY_NOTE", "apply_template", "chat_messages", "tools_note"]
 
 #: Used when a GGUF file carries no chat template.
 CHATML = (
@@ -22,6 +22,14 @@ CHATML = (
     " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+#: User messages that say nothing: the baseline a request's effect is measured against.
+CONTENT_FREE = ("N/A", "")
+
+#: Appended to the system message: small models otherwise continue the conversation as a
+#: script ("Dicey: …", "User: …") instead of answering it.
+REPLY_NOTE = "Reply to the user's last message directly, as the assistant, in a few sentences."
 
 
 def tools_note(tools: list[FunctionSpec], forced: bool) -> str:
@@ -51,10 +59,9 @@ def chat_messages(messages: list[ChatMessage], tools_note: str) -> list[dict[str
     messages; messages of the same role in a row are merged (many templates insist that user
     and assistant alternate).
     """
-    system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
-    if tools_note:
-        system = f"{system}\n\n{tools_note}" if system else tools_note
-    chat: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    parts = [m.content for m in messages if m.role == "system" and m.content]
+    system = "\n\n".join([*parts, REPLY_NOTE, *([tools_note] if tools_note else [])])
+    chat: list[dict[str, str]] = [{"role": "system", "content": system}]
     for message in messages:
         if message.role == "system":
             continue
