@@ -312,21 +312,32 @@ def sync_twin(
     """
     if isinstance(fn, classmethod):  # what a class body holds (type checkers see the function)
         fn = fn.__func__
-    call_fn: Callable[..., Coroutine[Any, Any, R]] = fn  # called with prepared arguments
-    signature = inspect.signature(fn) if prepare is not None else None
+    start: Callable[..., Coroutine[Any, Any, R]] = fn
+    if prepare is not None:
+        start = _prepared(fn, prepare)
 
     @functools.wraps(fn)
     def twin(*args: P.args, **kwargs: P.kwargs) -> R:
-        if prepare is None or signature is None:
-            return _portal.call(fn(*args, **kwargs))
-        call = signature.bind(*args, **kwargs)
-        call.apply_defaults()
-        prepare(call)
-        return _portal.call(call_fn(*call.args, **call.kwargs))
+        return _portal.call(start(*args, **kwargs))
 
     twin.__name__ = fn.__name__.removesuffix("_async")
     twin.__qualname__ = fn.__qualname__.removesuffix("_async")
     return twin
+
+
+def _prepared(
+    fn: Callable[..., Coroutine[Any, Any, R]], prepare: Callable[[inspect.BoundArguments], None]
+) -> Callable[..., Coroutine[Any, Any, R]]:
+    """``fn``, its arguments first given to ``prepare`` (in the calling thread)."""
+    signature = inspect.signature(fn)
+
+    def start(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        prepare(call)
+        return fn(*call.args, **call.kwargs)
+
+    return start
 
 
 class _Scoped(Protocol):

@@ -171,7 +171,8 @@ class Assistant(BaseModel, SyncContext):
         ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
         the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
         """
-        # Awaited, this runs in the caller's thread; the sync twin chose the handler there already.
+        # Not on the portal: awaited, this runs in the awaiting thread, where a notebook view
+        # must be displayed (through say(), _choose_handler_in_caller chose there already).
         handler_class, handler_kwargs = choose_handler(event_handler_class, event_handler_kwargs)
         return await self._say(
             message,
