@@ -23,6 +23,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -48,7 +49,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T_co = TypeVar("T_co", covariant=True)
 
 #: How long an interrupted call waits for its coroutine to clean up (cancel its run).
 CANCEL_GRACE_SECONDS = 15.0
@@ -293,7 +293,11 @@ def on_portal(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[
     return hop
 
 
-def sync_twin(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+def sync_twin(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+    *,
+    prepare: Callable[[inspect.BoundArguments], None] | None = None,
+) -> Callable[P, R]:
     """The sync twin of the coroutine function ``fn``: ``create = sync_twin(create_async)``.
 
     The twin submits ``fn(...)`` to the portal and waits for it (:meth:`Portal.call`: an
@@ -302,44 +306,79 @@ def sync_twin(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
     without ``_async``. It is a plain function, so in a class body it binds as a method; at
     module level it is a function. The twin of a classmethod is a classmethod again:
     ``load = classmethod(sync_twin(load_async))``.
+
+    ``prepare`` runs first, in the caller's thread, with the call's arguments (defaults
+    applied), and may change them: for work that must not happen on the portal's thread.
     """
     if isinstance(fn, classmethod):  # what a class body holds (type checkers see the function)
         fn = fn.__func__
+    start: Callable[..., Coroutine[Any, Any, R]] = fn
+    if prepare is not None:
+        start = _prepared(fn, prepare)
 
     @functools.wraps(fn)
     def twin(*args: P.args, **kwargs: P.kwargs) -> R:
-        return _portal.call(fn(*args, **kwargs))
+        return _portal.call(start(*args, **kwargs))
 
     twin.__name__ = fn.__name__.removesuffix("_async")
     twin.__qualname__ = fn.__qualname__.removesuffix("_async")
     return twin
 
 
-class _AsyncContext(Protocol[T_co]):
-    async def __aenter__(self) -> T_co: ...
+def _prepared(
+    fn: Callable[..., Coroutine[Any, Any, R]], prepare: Callable[[inspect.BoundArguments], None]
+) -> Callable[..., Coroutine[Any, Any, R]]:
+    """``fn``, its arguments first given to ``prepare`` (in the calling thread)."""
+    signature = inspect.signature(fn)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None: ...
+    def start(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
+        call = signature.bind(*args, **kwargs)
+        call.apply_defaults()
+        prepare(call)
+        return fn(*call.args, **call.kwargs)
+
+    return start
+
+
+class _Scoped(Protocol):
+    """What a :class:`SyncContext` class provides: entering and leaving a block."""
+
+    async def _acquire(self) -> None: ...
+
+    async def _release(self) -> None: ...
+
+
+_ScopedT = TypeVar("_ScopedT", bound=_Scoped)
 
 
 class SyncContext:
-    """Mixin: ``with obj:`` as the sync twin of the class's ``async with obj:``.
+    """Mixin: ``async with obj:`` and its sync twin ``with obj:``, on one implementation.
 
-    ``__enter__`` and ``__exit__`` run the class's ``__aenter__`` and ``__aexit__`` on the
-    portal (:meth:`Portal.call`), so both flavours share one implementation.
+    The class provides ``_acquire`` (entering the block) and ``_release`` (leaving it, whether
+    or not it raised) as coroutines. ``__aenter__`` and ``__aexit__`` await them;
+    ``__enter__`` and ``__exit__`` run them on the portal (:meth:`Portal.call`).
     """
 
-    def __enter__(self: _AsyncContext[T_co]) -> T_co:
-        return _portal.call(self.__aenter__())
+    async def __aenter__(self: _ScopedT) -> _ScopedT:
+        await self._acquire()
+        return self
 
-    def __exit__(
-        self: _AsyncContext[Any],
+    async def __aexit__(
+        self: _Scoped,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _portal.call(self.__aexit__(exc_type, exc, traceback))
+        await self._release()
+
+    def __enter__(self: _ScopedT) -> _ScopedT:
+        _portal.call(self._acquire())
+        return self
+
+    def __exit__(
+        self: _Scoped,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _portal.call(self._release())

@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Any, ClassVar, Final
 
 import openai
@@ -27,7 +27,7 @@ from openai import AsyncAssistantEventHandler
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from . import _hooks
-from ._portal import SyncContext, client, on_portal, portal, sync_twin
+from ._portal import SyncContext, client, on_portal, sync_twin
 from .exceptions import LifecycleError, MissingToolWarning
 from .handlers import PrintHandler
 from .instructions import render_instructions
@@ -73,6 +73,18 @@ def choose_handler(
     if chosen is not None:
         return chosen
     return PrintHandler, handler_kwargs
+
+
+def _choose_handler_in_caller(call: inspect.BoundArguments) -> None:
+    """``say()``'s step in the caller's thread: a notebook view must be displayed from it.
+
+    ``say_async`` then runs on the portal with the class chosen here, which
+    :func:`choose_handler` passes through unchanged.
+    """
+    arguments = call.arguments
+    arguments["event_handler_class"], arguments["event_handler_kwargs"] = choose_handler(
+        arguments["event_handler_class"], arguments["event_handler_kwargs"]
+    )
 
 
 class Lifecycle(enum.Enum):
@@ -159,6 +171,8 @@ class Assistant(BaseModel, SyncContext):
         ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
         the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
         """
+        # Not on the portal: awaited, this runs in the awaiting thread, where a notebook view
+        # must be displayed (through say(), _choose_handler_in_caller chose there already).
         handler_class, handler_kwargs = choose_handler(event_handler_class, event_handler_kwargs)
         return await self._say(
             message,
@@ -170,38 +184,7 @@ class Assistant(BaseModel, SyncContext):
             run_kwargs,
         )
 
-    def say(
-        self,
-        message: str,
-        thread: Thread | None = None,
-        event_handler_class: HandlerClass | DefaultHandler = DEFAULT_HANDLER,
-        event_handler_kwargs: Mapping[str, Any] | None = None,
-        code_interpreter_files: Iterable[FileInput] | None = None,
-        image_files: Iterable[FileInput] | None = None,
-        **run_kwargs: Any,
-    ) -> Run:
-        """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
-
-        Saying again continues the conversation. The run is shown as it streams: in a
-        notebook as a live view, elsewhere printed by ``PrintHandler`` (``DEFAULT_HANDLER``;
-        ``event_handler_class=None`` shows nothing; ``event_handler_kwargs=dict(
-        print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
-        ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
-        the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
-        """
-        # Chosen here, in the caller's thread: a notebook view must be displayed from it.
-        handler_class, handler_kwargs = choose_handler(event_handler_class, event_handler_kwargs)
-        return portal().call(
-            self._say(
-                message,
-                thread,
-                handler_class,
-                handler_kwargs,
-                code_interpreter_files,
-                image_files,
-                run_kwargs,
-            )
-        )
+    say: ClassVar = sync_twin(say_async, prepare=_choose_handler_in_caller)
 
     @on_portal
     async def _say(
@@ -238,19 +221,10 @@ class Assistant(BaseModel, SyncContext):
         """
         session = _prompt_session()
         with self:
-            while True:
-                try:
-                    text = session.prompt("you> ").strip()
-                except (EOFError, KeyboardInterrupt):
-                    return
-                if text.lower() in _EXIT:
-                    return
-                if not text:
-                    continue
-                try:
-                    self.say(text, thread=thread, **say_kwargs)
-                except KeyboardInterrupt:
-                    print("(interrupted; the run was cancelled)")
+            while (text := _read(session)) is not None:
+                if text:
+                    with _interrupt_cancels_the_reply():
+                        self.say(text, thread=thread, **say_kwargs)
 
     async def chat_async(self, thread: Thread | None = None, **say_kwargs: Any) -> None:
         """Talk with the assistant in the terminal until you enter ``exit`` (or press Ctrl-D).
@@ -261,19 +235,10 @@ class Assistant(BaseModel, SyncContext):
         """
         session = _prompt_session()
         async with self:
-            while True:
-                try:
-                    text = (await session.prompt_async("you> ")).strip()
-                except (EOFError, KeyboardInterrupt):
-                    return
-                if text.lower() in _EXIT:
-                    return
-                if not text:
-                    continue
-                try:
-                    await self.say_async(text, thread=thread, **say_kwargs)
-                except KeyboardInterrupt:
-                    print("(interrupted; the run was cancelled)")
+            while (text := await _read_async(session)) is not None:
+                if text:
+                    with _interrupt_cancels_the_reply():
+                        await self.say_async(text, thread=thread, **say_kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -345,17 +310,7 @@ class Assistant(BaseModel, SyncContext):
 
     load: ClassVar = classmethod(sync_twin(load_async))
 
-    async def __aenter__(self) -> Assistant:
-        await self._acquire()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._release()
+    # ``with``/``async with`` (SyncContext) acquire and release the assistant.
 
     @on_portal
     async def _acquire(self) -> None:
@@ -397,6 +352,37 @@ def _prompt_session() -> Any:
     from prompt_toolkit.history import InMemoryHistory
 
     return PromptSession(history=InMemoryHistory())
+
+
+# chat() and chat_async() read and reply in their own flavour; what a line means is shared.
+
+
+def _read(session: Any) -> str | None:
+    """The next line typed, to say ('' for a blank one), or None when the user ends the chat."""
+    with contextlib.suppress(EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the prompt
+        return _to_say(session.prompt("you> "))
+    return None
+
+
+async def _read_async(session: Any) -> str | None:
+    """:func:`_read` awaiting the prompt."""
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        return _to_say(await session.prompt_async("you> "))
+    return None
+
+
+def _to_say(line: str) -> str | None:
+    text = line.strip()
+    return None if text.lower() in _EXIT else text
+
+
+@contextlib.contextmanager
+def _interrupt_cancels_the_reply() -> Iterator[None]:
+    """Ctrl-C during a reply: its run was cancelled; the chat goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("(interrupted; the run was cancelled)")
 
 
 @on_portal

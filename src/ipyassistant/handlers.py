@@ -123,45 +123,50 @@ class PrintHandler(AsyncAssistantEventHandler):
             if panel is not None:
                 self.console.print(panel)
 
-    @override
-    async def on_message_created(self, message: Message) -> None:
-        if self.print_messages:
-            self._open[message.id] = message
+    # Messages and tool-call steps stream alike: opened, updated, printed when done.
+
+    def _shows(self, item: Message | RunStep) -> bool:
+        """Whether the handler shows ``item``: messages, and the steps that call tools."""
+        if isinstance(item, Message):
+            return self.print_messages
+        return self.print_steps and item.step_details.type == "tool_calls"
+
+    def _opened(self, item: Message | RunStep) -> None:
+        if self._shows(item):
+            self._open[item.id] = item
             self._redraw(force=True)
 
-    @override
-    async def on_message_delta(self, delta: MessageDelta, snapshot: Message) -> None:
-        if self.print_messages and snapshot.id in self._open:
+    async def _updated(
+        self, delta: MessageDelta | RunStepDelta, snapshot: Message | RunStep
+    ) -> None:
+        if self._shows(snapshot) and snapshot.id in self._open:
             self._open[snapshot.id] = snapshot
             self._redraw()
 
+    async def _done(self, item: Message | RunStep) -> None:
+        if self._shows(item):
+            self._open.pop(item.id, None)
+            self._redraw(force=True)
+            await self._print(item)
+
     @override
-    async def on_message_done(self, message: Message) -> None:
-        if not self.print_messages:
-            return
-        self._open.pop(message.id, None)
-        self._redraw(force=True)
-        await self._print(message)
+    async def on_message_created(self, message: Message) -> None:
+        self._opened(message)
 
     @override
     async def on_run_step_created(self, run_step: RunStep) -> None:
-        if self.print_steps and run_step.step_details.type == "tool_calls":
-            self._open[run_step.id] = run_step
-            self._redraw(force=True)
+        self._opened(run_step)
+
+    # The SDK's two delta hooks take the same parameters.
+    on_message_delta = on_run_step_delta = _updated
 
     @override
-    async def on_run_step_delta(self, delta: RunStepDelta, snapshot: RunStep) -> None:
-        if self.print_steps and snapshot.id in self._open:
-            self._open[snapshot.id] = snapshot
-            self._redraw()
+    async def on_message_done(self, message: Message) -> None:
+        await self._done(message)
 
     @override
     async def on_run_step_done(self, run_step: RunStep) -> None:
-        if not self.print_steps or run_step.step_details.type != "tool_calls":
-            return
-        self._open.pop(run_step.id, None)
-        self._redraw(force=True)
-        await self._print(run_step)
+        await self._done(run_step)
 
     @override
     async def on_end(self) -> None:

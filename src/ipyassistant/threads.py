@@ -6,7 +6,6 @@ import asyncio
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import openai
@@ -104,19 +103,15 @@ class Thread(BaseModel, SyncContext):
                 self.id = created.id
             return self.id
 
-    async def __aenter__(self) -> Thread:
+    # ``with``/``async with`` (SyncContext): a thread without id lives for the outermost block.
+
+    async def _acquire(self) -> None:
         if self.id is None:
             await self.create_async()
             self._created_by_block = True
         self._depth += 1
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def _release(self) -> None:
         self._depth -= 1
         if self._depth == 0 and self._created_by_block and self.id is not None:
             await self.delete_async()

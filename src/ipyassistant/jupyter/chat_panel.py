@@ -47,14 +47,12 @@ import asyncio
 import contextlib
 import copy
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-import anywidget
 import openai
 import traitlets
 from openai import AsyncAssistantEventHandler
@@ -66,20 +64,11 @@ from typing_extensions import override
 from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
 from ..tools import CodeInterpreterTool
-from .throttle import PatchThrottle, TimerLoop, running_loop
+from .live import MISSING_ESM, LiveWidget, asset, error_event
+from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
-from .view_state import (
-    BOUNDARY_EVENTS,
-    Op,
-    ViewState,
-    apply_ops,
-    diff_event,
-    empty_state,
-    file_ids,
-    item_from_message,
-)
+from .view_state import Op, ViewState, empty_state, file_ids, item_from_message
 from .view_types import Block, MessageItem
-from .widgets import _MISSING_ESM, _asset, _event_name
 
 if TYPE_CHECKING:
     from ..assistants import Assistant
@@ -101,7 +90,7 @@ class _Message:
     files: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-class ChatPanel(anywidget.AnyWidget):
+class ChatPanel(LiveWidget):
     """A chat with ``assistant`` on ``thread`` (default: the assistant's ``default_thread``).
 
     Display it (the last expression of a cell); type in its box and press Enter (Shift+Enter
@@ -123,17 +112,14 @@ class ChatPanel(anywidget.AnyWidget):
         run_kwargs: Passed to every run (:meth:`Assistant.say`'s ``run_kwargs``).
     """
 
-    _esm = _asset("chat_panel.js", _MISSING_ESM)
-    _css = _asset("chat_panel.css", "")
+    _esm = asset("chat_panel.js", MISSING_ESM)
+    _css = asset("chat_panel.css", "")
 
     #: The thread's messages from before the panel, as a view state (``run`` is None).
     history = traitlets.Dict().tag(sync=True)
     #: The finished turns, one view state each (written when a turn ends).
     turns = traitlets.List(traitlets.Dict()).tag(sync=True)
-    #: Image bytes by file id (binary buffers), for the history and the finished turns.
-    images = traitlets.Dict(key_trait=traitlets.Unicode(), value_trait=traitlets.Bytes()).tag(
-        sync=True
-    )
+    # ``images`` (LiveWidget's) holds the images of the history and the finished turns.
     #: Whether a turn is running (the Stop button works).
     busy = traitlets.Bool(False).tag(sync=True)
     #: The texts of messages waiting for the running turn to end.
@@ -142,8 +128,6 @@ class ChatPanel(anywidget.AnyWidget):
     attachments = traitlets.Bool(False).tag(sync=True)
     #: The input box's placeholder.
     placeholder = traitlets.Unicode("").tag(sync=True)
-    #: Identifies this widget's live state among the browser's models.
-    _uid = traitlets.Unicode().tag(sync=True)
 
     def __init__(
         self,
@@ -163,22 +147,19 @@ class ChatPanel(anywidget.AnyWidget):
         history, images = _load_history(self.thread, history_limit)
         if attachments is None:
             attachments = any(isinstance(t, CodeInterpreterTool) for t in assistant.tools)
+        placeholder = f"Message {assistant.name}… (Enter sends, Shift+Enter: new line)"
         super().__init__(
+            images,
+            interval,
+            clock,
+            timer_loop,
             history=history,
-            images=images,
             attachments=attachments,
-            placeholder=f"Message {assistant.name}… (Enter sends, Shift+Enter: new line)",
-            _uid=uuid.uuid4().hex,
+            placeholder=placeholder,
         )
-        # Guards the live turn: the stream's events arrive on the portal's thread while the
-        # kernel loop's thread starts and ends turns and answers snapshot requests.
-        self._lock = threading.RLock()
-        self._patches = PatchThrottle(
-            self.send, self._lock, interval=interval, clock=clock, timer_loop=timer_loop
-        )
+        # The lock also guards the live turn, which the kernel loop's thread starts and ends.
         self._live: ViewState | None = None
         self._live_index = 0
-        self._live_images: dict[str, bytes] = dict(images)
         self._requested: set[str] = set(images)
         # Only touched on the kernel loop's thread:
         self._queue: list[_Message] = []
@@ -214,13 +195,6 @@ class ChatPanel(anywidget.AnyWidget):
         with self._lock:
             images = dict(self._live_images)
         return "".join(transcript_html(state, images) for state in self.states())
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, metadata = bundle
-        return {**data, "text/html": self.transcript_html()}, metadata
 
     # -- the conversation ---------------------------------------------------------------------
 
@@ -305,9 +279,7 @@ class ChatPanel(anywidget.AnyWidget):
                 await self._show_final_run()
             elif (exc := current.exception()) is not None:
                 logger.debug("ipyassistant: a chat turn failed", exc_info=exc)
-                self._push_event(
-                    {"event": "error", "data": {"code": type(exc).__name__, "message": str(exc)}}
-                )
+                self._push_event(error_event(exc))
         finally:
             self._current = None
             self._stopping = False
@@ -386,11 +358,7 @@ class ChatPanel(anywidget.AnyWidget):
         with self._lock:
             if self._live is None:
                 return []
-            ops = diff_event(self._live, event)
-            if ops:
-                apply_ops(self._live, ops, in_place=True)
-            self._patches.add(ops, boundary=_event_name(event) in BOUNDARY_EVENTS)
-            return ops
+            return self._fold(self._live, event)
 
     def _claim_images(self) -> list[str]:
         """File ids the live turn shows and nobody fetched yet; they count as asked for now
@@ -438,8 +406,7 @@ class ChatPanel(anywidget.AnyWidget):
                 if self._live is None
                 else {"turn": self._live_index, "state": copy.deepcopy(self._live)}
             )
-            missing = [fid for fid in self._live_images if fid not in self.images]
-            buffers = [self._live_images[fid] for fid in missing]
+            missing, buffers = self._unsynced_images()
             self.send({"type": "snapshot", "live": live, "images": missing}, buffers)
 
 
@@ -464,8 +431,7 @@ class _PanelHandler(AsyncAssistantEventHandler):
 
     @override
     async def on_exception(self, exception: Exception) -> None:
-        error = {"code": type(exception).__name__, "message": str(exception)}
-        self._panel._push_event({"event": "error", "data": error})
+        self._panel._push_event(error_event(exception))
 
     @override
     async def on_end(self) -> None:

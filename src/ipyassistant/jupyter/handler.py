@@ -38,6 +38,7 @@ from openai.types.beta import AssistantStreamEvent
 from openai.types.beta.threads import Message
 from typing_extensions import override
 
+from .live import error_event
 from .view_state import item_from_message
 from .widgets import RunView
 
@@ -167,8 +168,7 @@ class WidgetHandler(AsyncAssistantEventHandler):
     @override
     async def on_exception(self, exception: Exception) -> None:
         """Show what broke the stream (a lost connection, a timeout) as the view's error."""
-        error = {"code": type(exception).__name__, "message": str(exception)}
-        self.view.push({"event": "error", "data": error})
+        self.view.push(error_event(exception))
 
     @override
     async def on_end(self) -> None:

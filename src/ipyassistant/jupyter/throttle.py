@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from .view_state import Op, coalesce
@@ -48,32 +49,26 @@ def running_loop() -> TimerLoop | None:
         return None
 
 
+@dataclass(eq=False)
 class PatchThrottle:
     """Queues ops and sends them as coalesced patch messages through ``send``.
 
-    ``clock`` measures the interval; ``timer_loop`` returns the loop to arm the interval's
-    timer on, at the time the timer is needed (default: the running asyncio loop, if any).
+    ``lock`` is the owner's; ``clock`` measures the interval; ``timer_loop`` returns the loop
+    to arm the interval's timer on, at the time the timer is needed (default: the running
+    asyncio loop, if any).
     """
 
-    def __init__(
-        self,
-        send: Callable[[dict[str, Any]], None],
-        lock: threading.RLock,
-        *,
-        interval: float = 0.05,
-        clock: Callable[[], float] = time.monotonic,
-        timer_loop: Callable[[], TimerLoop | None] = running_loop,
-    ) -> None:
-        self.send = send
-        self.lock = lock
-        #: The shortest time between two patch messages, in seconds.
-        self.interval = interval
-        self.clock = clock
-        self.timer_loop = timer_loop
-        self._pending: list[Op] = []
-        self._last_send = -math.inf
-        self._timer: Timer | None = None
-        self._armed_on: TimerLoop | None = None
+    send: Callable[[dict[str, Any]], None]
+    lock: threading.RLock
+    _: KW_ONLY
+    #: The shortest time between two patch messages, in seconds.
+    interval: float = 0.05
+    clock: Callable[[], float] = time.monotonic
+    timer_loop: Callable[[], TimerLoop | None] = running_loop
+    _pending: list[Op] = field(default_factory=list, init=False)
+    _last_send: float = field(default=-math.inf, init=False)
+    _timer: Timer | None = field(default=None, init=False)
+    _armed_on: TimerLoop | None = field(default=None, init=False)
 
     def add(self, ops: Iterable[Op], *, boundary: bool = False) -> None:
         """Queue ``ops``; send the queue now at a block ``boundary`` or once the interval passed."""

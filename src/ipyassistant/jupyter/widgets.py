@@ -30,58 +30,22 @@ the cell (see :class:`~ipyassistant.jupyter.handler.WidgetHandler`).
 from __future__ import annotations
 
 import copy
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, cast
 
-import anywidget
 import traitlets
 from IPython.display import DisplayHandle, display
 
-from .throttle import PatchThrottle, TimerLoop, running_loop
+from .live import MISSING_ESM, LiveWidget, asset
+from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
-from .view_state import (
-    BOUNDARY_EVENTS,
-    Op,
-    ViewState,
-    apply_ops,
-    diff_event,
-    empty_state,
-    file_ids,
-)
+from .view_state import Op, ViewState, apply_ops, empty_state, file_ids
 
 __all__ = ["RunView"]
 
-_STATIC = Path(__file__).resolve().parent.parent / "static"
 
-#: Shown instead of the view when the JavaScript bundle was not built (a source checkout
-#: installed without hatch-jupyter-builder): the transcript in the same output still shows.
-_MISSING_ESM = """\
-export default {
-  render({ el }) {
-    el.textContent = "ipyassistant: the widget's JavaScript is not built " +
-      "(run `npm install && npm run build` in the source tree).";
-  },
-};
-"""
-
-
-def _asset(name: str, fallback: str) -> Path | str:
-    path = _STATIC / name
-    return path if path.is_file() else fallback
-
-
-def _event_name(event: Any) -> str:
-    name = event.get("event") if type(event) is dict else getattr(event, "event", None)
-    if name is None and isinstance(event, Mapping):
-        name = event.get("event")
-    return str(name or "")
-
-
-class RunView(anywidget.AnyWidget):
+class RunView(LiveWidget):
     """A live view of one run (or several, one after the other) in a notebook.
 
     Feed it stream events with :meth:`push` (a
@@ -97,18 +61,12 @@ class RunView(anywidget.AnyWidget):
             asyncio loop; tests pass a fake one whose timers fire when they move its clock).
     """
 
-    _esm = _asset("run_view.js", _MISSING_ESM)
-    _css = _asset("run_view.css", "")
+    _esm = asset("run_view.js", MISSING_ESM)
+    _css = asset("run_view.css", "")
 
     #: The finished view state (see :mod:`ipyassistant.jupyter.view_state`), written when a
     #: stream ends; live changes travel as patch messages instead.
     state = traitlets.Dict().tag(sync=True)
-    #: Image bytes by file id; ipywidgets sends bytes values as binary buffers.
-    images = traitlets.Dict(key_trait=traitlets.Unicode(), value_trait=traitlets.Bytes()).tag(
-        sync=True
-    )
-    #: Identifies this widget's live state among the browser's models.
-    _uid = traitlets.Unicode().tag(sync=True)
 
     def __init__(
         self,
@@ -121,13 +79,8 @@ class RunView(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         initial = copy.deepcopy(state) if state is not None else empty_state()
-        super().__init__(state=initial, images=dict(images or {}), _uid=uuid.uuid4().hex, **kwargs)
-        self._lock = threading.RLock()
-        self._patches = PatchThrottle(
-            self.send, self._lock, interval=interval, clock=clock, timer_loop=timer_loop
-        )
+        super().__init__(images, interval, clock, timer_loop, state=initial, **kwargs)
         self._live: ViewState = copy.deepcopy(initial)
-        self._live_images: dict[str, bytes] = dict(images or {})
         self._handle: DisplayHandle | None = None
         #: File ids whose bytes were asked for (so a failed fetch is not retried per event).
         self.requested_images: set[str] = set()
@@ -166,11 +119,7 @@ class RunView(anywidget.AnyWidget):
         sends them when the interval is over; so does the next push or :meth:`flush`).
         """
         with self._lock:
-            ops = diff_event(self._live, event)
-            if ops:
-                apply_ops(self._live, ops, in_place=True)
-            self._patches.add(ops, boundary=_event_name(event) in BOUNDARY_EVENTS)
-            return ops
+            return self._fold(self._live, event)
 
     def push_ops(self, ops: Iterable[Op], *, boundary: bool = False) -> None:
         """Apply ops made elsewhere (e.g. a message shown before the stream) and queue them."""
@@ -224,8 +173,7 @@ class RunView(anywidget.AnyWidget):
             # its state with the snapshot, so no op is applied twice or lost.
             self._patches.flush()
             state = None if self._live == self.state else copy.deepcopy(self._live)
-            missing = [fid for fid in self._live_images if fid not in self.images]
-            buffers = [self._live_images[fid] for fid in missing]
+            missing, buffers = self._unsynced_images()
             self.send({"type": "snapshot", "state": state, "images": missing}, buffers)
 
     # -- display ---------------------------------------------------------------------------
@@ -258,10 +206,3 @@ class RunView(anywidget.AnyWidget):
         """The current state as static, sanitised HTML."""
         with self._lock:
             return transcript_html(self._live, self._live_images)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, metadata = bundle
-        return {**data, "text/html": self.transcript_html()}, metadata

@@ -22,12 +22,17 @@ READ_ONLY = "ipyassistant_read_only"
 metadata = sa.MetaData()
 
 
+def _id(name: str, *, nullable: bool = False, **options: Any) -> sa.Column[Any]:
+    """A column holding an object's id (every id fits the same width)."""
+    return sa.Column(name, sa.String(64), nullable=nullable, **options)
+
+
 def _object_table(name: str, *columns: sa.Column[Any], indexes: tuple[str, ...] = ()) -> sa.Table:
     table = sa.Table(
         name,
         metadata,
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("id", sa.String(64), nullable=False, unique=True),
+        _id("id", unique=True),
         sa.Column("created_at", sa.Integer, nullable=False),
         *columns,
         sa.Column("data", sa.JSON, nullable=False),
@@ -39,45 +44,31 @@ def _object_table(name: str, *columns: sa.Column[Any], indexes: tuple[str, ...] 
 
 assistants = _object_table("assistants")
 
-threads = _object_table(
-    "threads",
-    # The thread lock: the id of the run that holds it, set by a conditional UPDATE so that
-    # it holds across server processes sharing one database.
-    sa.Column("active_run_id", sa.String(64), nullable=True),
-)
+# The thread lock: the id of the run that holds it, set by a conditional UPDATE so that it
+# holds across server processes sharing one database.
+threads = _object_table("threads", _id("active_run_id", nullable=True))
 
 messages = _object_table(
-    "messages",
-    sa.Column("thread_id", sa.String(64), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=True),
-    indexes=("thread_id",),
+    "messages", _id("thread_id"), _id("run_id", nullable=True), indexes=("thread_id",)
 )
 
 runs = _object_table(
     "runs",
-    sa.Column("thread_id", sa.String(64), nullable=False),
+    _id("thread_id"),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("worker_id", sa.String(64), nullable=True),
+    _id("worker_id", nullable=True),
     sa.Column("expires_at", sa.Integer, nullable=True),
     indexes=("thread_id", "status"),
 )
 
-run_steps = _object_table(
-    "run_steps",
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("thread_id", sa.String(64), nullable=False),
-    indexes=("run_id",),
-)
+run_steps = _object_table("run_steps", _id("run_id"), _id("thread_id"), indexes=("run_id",))
 
-files = _object_table(
-    "files",
-    sa.Column("purpose", sa.String(64), nullable=False),
-)
+files = _object_table("files", sa.Column("purpose", sa.String(64), nullable=False))
 
 workers = sa.Table(
     "workers",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
+    _id("id", primary_key=True),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("heartbeat_at", sa.Float, nullable=False),
 )

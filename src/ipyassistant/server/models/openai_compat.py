@@ -39,6 +39,7 @@ from .base import (
     count_tokens,
     new_call_id,
 )
+from .env import env_number
 from .registry import ModelRef, ProviderFactory
 
 __all__ = ["FACTORY", "OpenAICompatModel"]
@@ -64,12 +65,12 @@ class OpenAICompatModel(ModelProvider):
         self.timeout = DEFAULT_TIMEOUT
         self.max_retries = DEFAULT_MAX_RETRIES
         try:
-            self.timeout = _env_number("IPYASSISTANT_OPENAI_TIMEOUT", DEFAULT_TIMEOUT, float)
-            self.max_retries = _env_number(
-                "IPYASSISTANT_OPENAI_MAX_RETRIES", DEFAULT_MAX_RETRIES, int
+            self.timeout = env_number("IPYASSISTANT_OPENAI_TIMEOUT", DEFAULT_TIMEOUT, float)
+            self.max_retries = env_number(
+                "IPYASSISTANT_OPENAI_MAX_RETRIES", DEFAULT_MAX_RETRIES, int, zero=True
             )
-        except ValueError as exc:
-            self._config_error = str(exc)
+        except ModelError as exc:
+            self._config_error = exc.message
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -408,19 +409,6 @@ def _upstream_message(exc: openai.APIError) -> str:
     if isinstance(body, str) and body:
         return body
     return exc.message
-
-
-def _env_number(name: str, default: float, kind: type[float] | type[int]) -> Any:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}") from None
-    if number < 0 or (kind is float and number == 0):
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return number
 
 
 class _OpenAIFactory(ProviderFactory):

@@ -9,7 +9,6 @@ environment (``IPYASSISTANT_LOCAL_*``).
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from ..base import ModelError
@@ -22,7 +21,6 @@ __all__ = [
     "DEFAULT_N_CTX",
     "INSTALL_HINT",
     "bundled_model_path",
-    "env_int",
     "local_available",
     "model_path",
 ]
@@ -92,18 +90,4 @@ def model_path(path: str | None) -> Path:
             "llama.cpp runs GGUF models only."
         )
     return file.resolve()
-
-
-def env_int(name: str, default: int | None) -> int | None:
-    """The positive whole number in environment variable ``name`` (raises :class:`ModelError`)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ModelError(f"{name} must be a whole number, got {value!r}") from None
-    if number <= 0:
-        raise ModelError(f"{name} must be positive, got {value!r}")
-    return number
 

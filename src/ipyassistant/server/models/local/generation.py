@@ -33,8 +33,9 @@ from ..base import (
     Usage,
     new_call_id,
 )
+from ..env import env_number
 from .checks import check_json, parse_calls, repeats_a_call, without_last_call
-from .config import DEFAULT_MAX_TOKENS, env_int
+from .config import DEFAULT_MAX_TOKENS
 from .grammar import response_format_grammar, tool_grammar
 from .loop_guard import LoopGuard
 from .prompt import CHATML, CONTENT_FREE, apply_template, chat_messages, tools_note
@@ -103,7 +104,7 @@ class Generation:
                 f"context of {n_ctx} (set max_prompt_tokens with truncation_strategy 'auto', or "
                 "IPYASSISTANT_LOCAL_N_CTX)."
             )
-        default_budget = env_int("IPYASSISTANT_LOCAL_MAX_TOKENS", DEFAULT_MAX_TOKENS) or 0
+        default_budget = env_number("IPYASSISTANT_LOCAL_MAX_TOKENS", DEFAULT_MAX_TOKENS, int) or 0
         budget = min(
             request.max_tokens if request.max_tokens is not None else default_budget,
             n_ctx - len(prompt),

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base import ModelError
-from .config import DEFAULT_N_CTX, INSTALL_HINT, env_int
+from ..env import env_number
+from .config import DEFAULT_N_CTX, INSTALL_HINT
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -95,8 +96,8 @@ def _load(path: Path) -> Llama:
         from llama_cpp import Llama
     except ImportError as exc:  # installed but broken, e.g. a library that does not load
         raise ModelError(f"llama-cpp-python cannot be imported ({exc}): {INSTALL_HINT}") from None
-    n_ctx = env_int("IPYASSISTANT_LOCAL_N_CTX", DEFAULT_N_CTX)
-    threads = env_int("IPYASSISTANT_LOCAL_THREADS", None)
+    n_ctx = env_number("IPYASSISTANT_LOCAL_N_CTX", DEFAULT_N_CTX, int)
+    threads = env_number("IPYASSISTANT_LOCAL_THREADS", None, int)
     try:
         with _output_left_alone():
             llama = Llama(model_path=str(path), n_ctx=n_ctx or 0, n_threads=threads, verbose=False)
