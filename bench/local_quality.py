@@ -30,6 +30,7 @@ from dataclasses import dataclass
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from ipyassistant import Assistant, Thread  # noqa: E402
+from ipyassistant.server.models.local.loop_guard import distinct_ngram_ratio  # noqa: E402
 
 
 def roll_dice(n_dice: int = 1) -> list[int]:
@@ -112,12 +113,6 @@ class Result:
         if self.expected is None:
             return not self.calls
         return bool(self.calls) and self.calls[0] == self.expected
-
-
-def distinct_ngram_ratio(words: list[str], n: int) -> float:
-    """Distinct n-grams / all n-grams (1.0 for texts too short to repeat one)."""
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 1.0
 
 
 def ask(ai: Assistant, prompt: str, expected: str | None) -> Result:

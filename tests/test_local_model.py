@@ -41,6 +41,8 @@ from ipyassistant.server.models.local import (
     grammar,
     prompt,
 )
+from ipyassistant.server.models.local.config import DEFAULT_MAX_TOKENS
+from ipyassistant.server.models.local.loop_guard import distinct_ngram_ratio
 from ipyassistant.server.models.local.prompt import REPLY_NOTE
 
 # Prompts, grammars' assembly and output checks are pure Python and tested everywhere; the
@@ -113,6 +115,31 @@ def assistant(client: openai.OpenAI) -> Any:
 
 
 # -- generation ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_bundled_model
+def test_the_demos_conversation_gets_short_replies_that_do_not_loop(client_env):
+    """The README's demo, on the real model: no reply runs to the budget or repeats itself."""
+    from ipyassistant.demo import SCRIPT, demo_assistant
+
+    ai = demo_assistant("local")
+    with ai:
+        for text, options in SCRIPT:
+            # Greedy decoding: reproducible, and the setting most prone to loops.
+            run = ai.say(text, event_handler_class=None, temperature=0, **options)
+            assert run.run.status == "completed", run.run.last_error
+            assert run.run.incomplete_details is None
+            assert run.run.usage.completion_tokens < DEFAULT_MAX_TOKENS
+            reply = " ".join(
+                block.text.value
+                for message in run.messages
+                if message.role == "assistant"
+                for block in message.content
+                if block.type == "text"
+            )
+            assert reply.strip()
+            assert distinct_ngram_ratio(reply.split()) >= 0.6, reply
 
 
 @pytest.mark.slow

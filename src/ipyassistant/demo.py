@@ -8,6 +8,7 @@ through the public API and is printed by :class:`~ipyassistant.PrintHandler`.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import openai
 from rich.console import Console
@@ -16,7 +17,7 @@ from .assistants import Assistant
 from .exceptions import IpyassistantError
 from .settings import default_model
 
-__all__ = ["run_demo"]
+__all__ = ["SCRIPT", "demo_assistant", "roll_dice", "run_demo"]
 
 
 def roll_dice(n_dice: int = 2) -> list[int]:
@@ -28,12 +29,16 @@ def roll_dice(n_dice: int = 2) -> list[int]:
     return [random.randint(1, 6) for _ in range(max(1, min(n_dice, 10)))]
 
 
-def run_demo(model: str | None, message: str | None) -> int:
-    """Run the demo with ``model`` (default: the settings' default model); 0 on success."""
-    console = Console()
-    model = model or default_model()
-    console.rule(f"[bold]ipyassistant demo[/] — model [cyan]{model}[/]")
-    ai = Assistant(
+#: The scripted conversation: each message, with the run options it is said with.
+SCRIPT: list[tuple[str, dict[str, Any]]] = [
+    ("Hello! Please roll two dice for me.", {}),
+    ("Thanks, that's all.", {"tool_choice": "none"}),
+]
+
+
+def demo_assistant(model: str) -> Assistant:
+    """The demo's assistant: Dicey, with the :func:`roll_dice` tool."""
+    return Assistant(
         name="Dicey",
         instructions=(
             "You are {{ self_.name }}, a cheerful assistant. When asked for dice, "
@@ -42,13 +47,21 @@ def run_demo(model: str | None, message: str | None) -> int:
         model=model,
         tools=[roll_dice],
     )
+
+
+def run_demo(model: str | None, message: str | None) -> int:
+    """Run the demo with ``model`` (default: the settings' default model); 0 on success."""
+    console = Console()
+    model = model or default_model()
+    console.rule(f"[bold]ipyassistant demo[/] — model [cyan]{model}[/]")
+    ai = demo_assistant(model)
     try:
         with ai:
             if message is not None:
                 ai.say(message)
             else:
-                ai.say("Hello! Please roll two dice for me.")
-                ai.say("Thanks, that's all.", tool_choice="none")
+                for text, options in SCRIPT:
+                    ai.say(text, **options)
     except (IpyassistantError, openai.OpenAIError) as exc:
         console.print(f"[red]The demo failed:[/] {exc}")
         return 1

@@ -92,8 +92,7 @@ class Generation:
             # Decide first, then decode only what was decided: a call under the grammar, or
             # text from a prompt without the tools (which small models otherwise talk about).
             if self._wants_a_call(prompt, note):
-                forced = True
-                prompt = self._prompt(tools_note(allowed, forced))
+                forced = True  # the grammar allows only calls; the prompt stays as decided on
             else:
                 allowed = []
                 prompt = self._prompt("")
@@ -309,14 +308,19 @@ def tokenize_text(llama: Llama, text: str) -> list[int]:
 def _next_token_logprob(llama: Llama, prompt: list[int], token: int) -> float:
     """The log-probability that the token after ``prompt`` is ``token``.
 
-    Evaluates ``prompt`` in the model's context, so that a generation from the same prompt
-    right after reuses it (llama-cpp-python keeps the longest common prefix).
+    Only the part of ``prompt`` after what the model's context already holds is evaluated
+    (as ``Llama.generate`` does), and a generation from the same prompt right after reuses it.
     """
     import llama_cpp
     import numpy as np
 
-    llama.reset()
-    llama.eval(prompt)
+    held = 0
+    for a, b in zip(llama._input_ids.tolist(), prompt[:-1], strict=False):
+        if a != b:
+            break
+        held += 1
+    llama.n_tokens = held  # eval drops the context's cache beyond this
+    llama.eval(prompt[held:])
     logits = np.ctypeslib.as_array(
         llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(llama.n_vocab(),)
     ).astype(np.float64)

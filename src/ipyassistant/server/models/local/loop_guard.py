@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["LoopGuard"]
+__all__ = ["LoopGuard", "distinct_ngram_ratio"]
 
 
 @dataclass
@@ -65,3 +65,13 @@ class LoopGuard:
                 # Keep everything before the tail, and one copy of the cycle.
                 return n - span + period
         return None
+
+
+def distinct_ngram_ratio(words: list[str], n: int = 3) -> float:
+    """Distinct ``n``-grams / all ``n``-grams of ``words``: 1.0 for text that never repeats.
+
+    How repetitive a reply is, for tests and benchmarks (texts too short to hold two
+    ``n``-grams count as 1.0).
+    """
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
