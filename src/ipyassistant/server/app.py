@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db, objects
 from .auth import authenticate
-from .bodies import JSONBodyRoute
+from .bodies import APIJSONResponse, JSONBodyRoute
 from .code_interpreter import CodeInterpreter
 from .config import ServerConfig
 from .engine import RunEngine
@@ -41,7 +41,7 @@ from .schemas import (
     ModifyThread,
     SubmitToolOutputs,
 )
-from .store import Cursor, Store, Tx, new_id, now
+from .store import Cursor, PageKeys, Store, Tx, new_id, now
 from .validation import invalid_request
 
 __all__ = ["create_app"]
@@ -64,6 +64,11 @@ def _cursor(
 Page = Annotated[Cursor, Depends(_cursor)]
 
 
+def _listing(store: Store, keys: PageKeys) -> StreamingResponse:
+    """A list page, streamed from the database one object at a time."""
+    return StreamingResponse(store.stream_page(keys), media_type="application/json")
+
+
 def _sse(events: EventStream) -> StreamingResponse:
     return StreamingResponse(
         events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
@@ -71,7 +76,9 @@ def _sse(events: EventStream) -> StreamingResponse:
 
 
 # The purposes a client may upload with (the file schema's enum, less the server-made ones).
-FILE_PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
+# Not "evals": the upload request allows it, but the file object's enum does not, so such a
+# file could not be returned as the spec says.
+FILE_PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune")
 
 
 def _deleted(kind: str, object_id: str) -> dict[str, Any]:
@@ -162,7 +169,11 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             await server.stop()
 
     app = FastAPI(
-        title="ipyassistant Assistants API", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="ipyassistant Assistants API",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=APIJSONResponse,
     )
     app.state.server = server
     _install_error_handlers(app)
@@ -232,9 +243,10 @@ def _routes(server: Server) -> APIRouter:
             return await tx.insert("assistant", assistant)
 
     @router.get("/assistants")
-    async def list_assistants(page: Page) -> dict[str, Any]:
+    async def list_assistants(page: Page) -> Response:
         async with store.read() as tx:
-            return (await tx.page("assistant", page)).body()
+            keys = await tx.page_keys("assistant", page)
+        return _listing(store, keys)
 
     @router.get("/assistants/{assistant_id}")
     async def get_assistant(assistant_id: str) -> dict[str, Any]:
@@ -288,15 +300,14 @@ def _routes(server: Server) -> APIRouter:
             return await tx.insert("message", _message_row(thread_id, body))
 
     @router.get("/threads/{thread_id}/messages")
-    async def list_messages(
-        thread_id: str, page: Page, run_id: str | None = None
-    ) -> dict[str, Any]:
+    async def list_messages(thread_id: str, page: Page, run_id: str | None = None) -> Response:
         where = [db.messages.c.thread_id == thread_id]
         if run_id is not None:
             where.append(db.messages.c.run_id == run_id)
         async with store.read() as tx:
             await tx.get("thread", thread_id)
-            return (await tx.page("message", page, where=where)).body()
+            keys = await tx.page_keys("message", page, where=where)
+        return _listing(store, keys)
 
     async def get_own(tx: Tx, kind: str, object_id: str, thread_id: str) -> dict[str, Any]:
         obj = await tx.get(kind, object_id)
@@ -432,10 +443,11 @@ def _routes(server: Server) -> APIRouter:
         return _deleted("thread", thread_id)
 
     @router.get("/threads/{thread_id}/runs")
-    async def list_runs(thread_id: str, page: Page) -> dict[str, Any]:
+    async def list_runs(thread_id: str, page: Page) -> Response:
         async with store.read() as tx:
             await tx.get("thread", thread_id)
-            return (await tx.page("run", page, where=[db.runs.c.thread_id == thread_id])).body()
+            keys = await tx.page_keys("run", page, where=[db.runs.c.thread_id == thread_id])
+        return _listing(store, keys)
 
     @router.get("/threads/{thread_id}/runs/{run_id}")
     async def get_run(thread_id: str, run_id: str) -> dict[str, Any]:
@@ -466,10 +478,11 @@ def _routes(server: Server) -> APIRouter:
         return _sse(events)
 
     @router.get("/threads/{thread_id}/runs/{run_id}/steps")
-    async def list_steps(thread_id: str, run_id: str, page: Page) -> dict[str, Any]:
+    async def list_steps(thread_id: str, run_id: str, page: Page) -> Response:
         async with store.read() as tx:
             await get_own(tx, "run", run_id, thread_id)
-            return (await tx.page("run_step", page, where=[db.run_steps.c.run_id == run_id])).body()
+            keys = await tx.page_keys("run_step", page, where=[db.run_steps.c.run_id == run_id])
+        return _listing(store, keys)
 
     @router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
     async def get_step(thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
@@ -523,11 +536,11 @@ def _routes(server: Server) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
         order: Order = "desc",
         after: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         where = [db.files.c.purpose == purpose] if purpose else []
-        async with store.tx() as tx:
-            page = await tx.page("file", Cursor(limit, order, after, None), where=where)
-        return page.body()
+        async with store.read() as tx:
+            keys = await tx.page_keys("file", Cursor(limit, order, after, None), where=where)
+        return _listing(store, keys)
 
     @router.get("/files/{file_id}")
     async def get_file(file_id: str) -> dict[str, Any]:

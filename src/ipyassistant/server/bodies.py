@@ -1,4 +1,5 @@
-"""JSON request bodies: parsed once and checked as a whole before a route's model sees them.
+"""JSON bodies in and out: requests parsed and checked as a whole before a route's model sees
+them, responses written whatever text the store holds.
 
 Every route of the API is a :class:`JSONBodyRoute`. For a route that takes a JSON body, the
 body is, in this order:
@@ -11,6 +12,10 @@ body is, in this order:
   cannot be encoded as UTF-8, so once stored it would break every read that returns it.
 
 Only then does FastAPI validate the parsed body against the route's pydantic model.
+
+Responses are :class:`APIJSONResponse`: should stored text still hold a lone surrogate (stored
+before these checks existed), it is sent as a JSON ``\ud800`` escape instead of failing the
+read, so nothing in the store can make a read fail.
 """
 
 from __future__ import annotations
@@ -23,13 +28,20 @@ from typing import Any
 from fastapi import params
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope
 
 from .auth import authenticate
 from .errors import InvalidRequest
 
-__all__ = ["INVALID_JSON", "JSONBodyRoute", "check_text", "param_path", "parse_body"]
+__all__ = [
+    "INVALID_JSON",
+    "APIJSONResponse",
+    "JSONBodyRoute",
+    "check_text",
+    "param_path",
+    "parse_body",
+]
 
 INVALID_JSON = "We could not parse the JSON body of your request. Send a valid JSON object."
 
@@ -105,8 +117,26 @@ class _ParsedRequest(Request):
         return self._value
 
 
+class APIJSONResponse(JSONResponse):
+    """JSON that is always UTF-8: text that cannot be encoded goes out as ``\\u`` escapes."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 class JSONBodyRoute(APIRoute):
-    """A route whose JSON body (if it takes one) goes through :func:`parse_body` first."""
+    """A route whose JSON body (if it takes one) goes through :func:`parse_body` first.
+
+    Its return value is sent by the response class as it is, not re-serialized through the
+    return annotation's pydantic model (which fails on text the response class can escape).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any):
+        kwargs.setdefault("response_model", None)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
