@@ -7,7 +7,7 @@ from the response schemas and path parameters). Each response must not be a serv
 must match the spec, and forbidden data must be refused with a 4xx.
 
 It is deterministic (a fixed seed, derandomized, no example database) and bounded: at most
-``IPYASSISTANT_FUZZ_EXAMPLES`` cases per operation (default 25), so it fits in CI; a deeper
+``IPYASSISTANT_FUZZ_EXAMPLES`` cases per operation (default 50), so it fits in CI; a deeper
 run is ``IPYASSISTANT_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py``.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ from conftest import RunningServer, _config
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("IPYASSISTANT_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("IPYASSISTANT_FUZZ_EXAMPLES", "50"))
 SEED = 20250101
 
 #: The checks every response must pass.
@@ -66,6 +67,36 @@ def _config_for(server: RunningServer) -> schemathesis.Config:
     )
 
 
+#: (phase, operation, status) → responses, for the summary printed after the module.
+TALLY: Counter[tuple[str, str, int]] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    TALLY.clear()
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not TALLY:
+        return
+    with capture.global_and_fixture_disabled():
+        _report(reporter)
+
+
+def _report(reporter: Any) -> None:
+    reporter.write_line("")
+    for phase in ("fuzzing", "stateful"):
+        counts = {k: v for k, v in TALLY.items() if k[0] == phase}
+        statuses = Counter[int]()
+        for (_, _, status), n in counts.items():
+            statuses[status] += n
+        operations = len({op for _, op, _ in counts})
+        figures = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
+        reporter.write_line(
+            f"fuzz {phase}: {sum(counts.values())} requests over {operations} operations ({figures})"
+        )
+
+
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = RunningServer(_config(tmp_path_factory.mktemp("fuzzed")))
@@ -85,12 +116,16 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 def test_every_operation(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+    response = case.call_and_validate()
+    TALLY["fuzzing", case.operation.label, response.status_code] += 1
 
 
 def test_stateful_sequences(api_schema: Any, fuzzed_server: RunningServer) -> None:
-    machine = api_schema.as_state_machine()
-    machine.run(
+    class Machine(api_schema.as_state_machine()):  # type: ignore[misc]
+        def after_call(self, response: Any, case: schemathesis.Case) -> None:
+            TALLY["stateful", case.operation.label, response.status_code] += 1
+
+    Machine.run(
         settings=hypothesis.settings(
             max_examples=EXAMPLES,
             stateful_step_count=6,
