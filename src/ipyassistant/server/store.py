@@ -342,14 +342,11 @@ class Store:
                 .order_by(table.c.seq.desc() if keys.descending else table.c.seq.asc())
                 .execution_options(yield_per=1)  # rows are fetched as they are sent
             )
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(**{db.READ_ONLY: True})
-                async with conn.begin():
-                    rows = await conn.stream(query)
-                    async for object_id, text in rows:
-                        yield (b"," if first else b"") + text.encode()
-                        first = first or object_id
-                        last = object_id
+            async with self.read() as tx:
+                async for object_id, text in await tx.conn.stream(query):
+                    yield (b"," if first else b"") + text.encode()
+                    first = first or object_id
+                    last = object_id
         tail = {"first_id": first, "last_id": last, "has_more": keys.has_more}
         yield b"]," + json.dumps(tail).encode()[1:]
 
