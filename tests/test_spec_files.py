@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from _spec import SPEC_PATH
-from spec.extract import ROOTS, extract, references, render, strip
+from spec.extract import OPERATIONS, ROOTS, component_refs, extract, references, render, strip
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_SPEC = REPO.parent / "shared" / "spec" / "openai-openapi.yaml"
@@ -29,6 +29,12 @@ def test_the_extract_is_closed_under_refs():
     assert set(ROOTS) <= schemas.keys()
     dangling = {ref for schema in schemas.values() for ref in references(schema)} - schemas.keys()
     assert not dangling
+
+
+def test_every_component_the_extract_refers_to_is_in_it():
+    document = json.loads(SPEC_PATH.read_text())
+    held = {(kind, name) for kind, named in document["components"].items() for name in named}
+    assert component_refs(document) <= held
 
 
 def test_strip_drops_documentation_but_keeps_property_names():
@@ -58,7 +64,61 @@ def test_extract_takes_the_closure_of_the_roots():
             }
         },
     }
-    assert list(extract(spec, ("A",))["components"]["schemas"]) == ["A", "B", "C"]
+    assert list(extract(spec, ("A",), {})["components"]["schemas"]) == ["A", "B", "C"]
+
+
+def test_extract_keeps_the_operations_and_what_they_reference():
+    spec = {
+        "paths": {
+            "/things": {
+                "get": {
+                    "operationId": "listThings",
+                    "summary": "dropped",
+                    "x-oaiMeta": {},
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}},
+                        },
+                        "429": {"$ref": "#/components/responses/Busy"},
+                    },
+                },
+                "post": {"operationId": "notImplemented", "responses": {}},
+            }
+        },
+        "components": {
+            "schemas": {"A": {"type": "string"}, "E": {"type": "object"}, "Unused": {}},
+            "responses": {"Busy": {"description": "kept", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/E"}}}}},
+        },
+    }
+    fragment = extract(spec, (), {"/things": ("get",)})
+    assert fragment["paths"] == {
+        "/things": {
+            "get": {
+                "operationId": "listThings",
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}},
+                    "429": {"$ref": "#/components/responses/Busy"},
+                },
+            }
+        }
+    }
+    assert list(fragment["components"]["schemas"]) == ["A", "E"]
+    assert fragment["components"]["responses"]["Busy"]["description"] == "kept"
+
+
+def test_the_extract_holds_exactly_the_operations_the_server_implements(tmp_path):
+    from ipyassistant.server import ServerConfig, create_app
+
+    served = {
+        (path.removeprefix("/v1"), method)
+        for path, methods in create_app(ServerConfig(data_dir=tmp_path)).openapi()["paths"].items()
+        if path.startswith("/v1/")
+        for method in methods
+    }
+    paths = json.loads(SPEC_PATH.read_text())["paths"]
+    assert {(path, method) for path, methods in paths.items() for method in methods} == served
+    assert {(path, method) for path, methods in OPERATIONS.items() for method in methods} == served
 
 
 @pytest.mark.skipif(not FULL_SPEC.exists(), reason="the full OpenAPI document is not beside the repository")

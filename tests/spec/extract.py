@@ -1,9 +1,11 @@
-"""Extract from OpenAI's OpenAPI document the schemas the tests validate against.
+"""Extract from OpenAI's OpenAPI document what the tests validate and fuzz against.
 
 The full document (about 3 MB of YAML) is not part of this repository; the tests carry
-``assistants-schemas.json``: the component schemas named in :data:`ROOTS` and every schema
-they reference, with descriptions, examples and vendor extensions dropped. Run it again on a
-newer spec to regenerate the file::
+``assistants-schemas.json``: the operations the server implements (:data:`OPERATIONS`), the
+component schemas named in :data:`ROOTS`, and every component (schema, response, parameter,
+request body) either of them references, with descriptions, examples and vendor extensions
+dropped. It is an OpenAPI document of its own: ``tests/test_fuzz.py`` fuzzes the server from
+it. Run the script again on a newer spec to regenerate the file::
 
     python tests/spec/extract.py path/to/openai-openapi.yaml
 
@@ -46,13 +48,35 @@ ROOTS = (
     "ThreadObject",
 )
 
+#: The operations the server implements (the routes of ``ipyassistant.server.app``).
+OPERATIONS: dict[str, tuple[str, ...]] = {
+    "/assistants": ("get", "post"),
+    "/assistants/{assistant_id}": ("get", "post", "delete"),
+    "/threads": ("post",),
+    "/threads/runs": ("post",),
+    "/threads/{thread_id}": ("get", "post", "delete"),
+    "/threads/{thread_id}/messages": ("get", "post"),
+    "/threads/{thread_id}/messages/{message_id}": ("get", "post", "delete"),
+    "/threads/{thread_id}/runs": ("get", "post"),
+    "/threads/{thread_id}/runs/{run_id}": ("get", "post"),
+    "/threads/{thread_id}/runs/{run_id}/cancel": ("post",),
+    "/threads/{thread_id}/runs/{run_id}/steps": ("get",),
+    "/threads/{thread_id}/runs/{run_id}/steps/{step_id}": ("get",),
+    "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs": ("post",),
+    "/files": ("get", "post"),
+    "/files/{file_id}": ("get", "delete"),
+    "/files/{file_id}/content": ("get",),
+}
+#: What an operation keeps besides its parameters, body and responses.
+_OPERATION_KEYS = ("operationId", "parameters", "requestBody", "responses", "security")
+
 #: Schema keywords that only document: dropped (property *names* are never touched).
 _DOCUMENTATION = {"description", "example", "examples", "title", "deprecated"}
 #: Keywords whose value is a map from names to schemas.
 _SCHEMA_MAPS = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 #: Keywords whose value is data, not a schema: kept as they are.
 _DATA = {"enum", "const", "default", "required"}
-_PREFIX = "#/components/schemas/"
+_PREFIX = "#/components/"
 
 
 def strip(node: Any) -> Any:
@@ -74,47 +98,93 @@ def strip(node: Any) -> Any:
     return out
 
 
-def references(node: Any) -> set[str]:
-    """The component schema names that ``node`` refers to."""
+def component_refs(node: Any) -> set[tuple[str, str]]:
+    """The components (kind, name) that ``node`` refers to: ``("schemas", "AssistantObject")``."""
     if isinstance(node, list):
-        return set().union(*(references(item) for item in node)) if node else set()
+        return set().union(*(component_refs(item) for item in node)) if node else set()
     if not isinstance(node, dict):
         return set()
     found = set()
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith(_PREFIX):
-        found.add(ref.removeprefix(_PREFIX))
+        kind, _, name = ref.removeprefix(_PREFIX).partition("/")
+        found.add((kind, name))
     for key, value in node.items():
         if key not in _DATA:
-            found |= references(value)
+            found |= component_refs(value)
     return found
 
 
-def extract(spec: dict[str, Any], roots: tuple[str, ...] = ROOTS) -> dict[str, Any]:
-    """The closure of ``roots`` under ``$ref`` in ``spec``, stripped, as an OpenAPI fragment."""
-    schemas = spec["components"]["schemas"]
-    missing = [name for name in roots if name not in schemas]
+def references(node: Any) -> set[str]:
+    """The component schema names that ``node`` refers to."""
+    return {name for kind, name in component_refs(node) if kind == "schemas"}
+
+
+def _operation(operation: dict[str, Any]) -> dict[str, Any]:
+    """An operation stripped; responses keep their ``description``, which OpenAPI requires."""
+    out = strip({key: operation[key] for key in _OPERATION_KEYS if key in operation})
+    for status, response in out.get("responses", {}).items():
+        if "$ref" not in response:
+            response["description"] = operation["responses"][status].get("description", "")
+    return out
+
+
+def extract(
+    spec: dict[str, Any],
+    roots: tuple[str, ...] = ROOTS,
+    operations: dict[str, tuple[str, ...]] = OPERATIONS,
+) -> dict[str, Any]:
+    """``operations`` and ``roots`` of ``spec`` with their closure under ``$ref``, stripped."""
+    components = spec["components"]
+    missing = [name for name in roots if name not in components["schemas"]]
+    missing += [
+        f"{method.upper()} {path}"
+        for path, methods in operations.items()
+        for method in methods
+        if method not in spec.get("paths", {}).get(path, {})
+    ]
     if missing:
-        raise SystemExit(f"the spec has no schema named {', '.join(missing)}")
-    kept: dict[str, Any] = {}
-    todo = list(roots)
+        raise SystemExit(f"the spec has no {', '.join(missing)}")
+    paths = {
+        path: {method: _operation(spec["paths"][path][method]) for method in methods}
+        for path, methods in operations.items()
+    }
+    kept: dict[str, dict[str, Any]] = {}
+    todo = sorted({("schemas", name) for name in roots} | component_refs(paths))
     while todo:
-        name = todo.pop()
-        if name in kept:
+        kind, name = todo.pop()
+        if name in kept.get(kind, {}):
             continue
-        kept[name] = strip(schemas[name])
-        todo += sorted(references(schemas[name]) - kept.keys())
+        node = components[kind][name]
+        # Responses are not schemas: like operations, they keep their required description.
+        kept.setdefault(kind, {})[name] = (
+            {**strip(node), "description": node.get("description", "")}
+            if kind == "responses"
+            else strip(node)
+        )
+        todo += sorted(component_refs(node) - {(k, n) for k in kept for n in kept[k]})
     info = spec.get("info", {})
-    return {
+    fragment: dict[str, Any] = {
         "openapi": spec.get("openapi"),
         "info": {
-            "title": f"{info.get('title', 'OpenAI API')}: the schemas ipyassistant's tests use",
+            "title": f"{info.get('title', 'OpenAI API')}: the part ipyassistant's tests use",
             "version": info.get("version"),
             "license": info.get("license"),
             "x-generated-by": "tests/spec/extract.py; regenerate rather than edit",
         },
-        "components": {"schemas": dict(sorted(kept.items()))},
     }
+    if "security" in spec:
+        fragment["security"] = spec["security"]
+        schemes = components.get("securitySchemes", {})
+        kept["securitySchemes"] = {
+            name: strip(schemes[name]) for item in spec["security"] for name in item
+        }
+    if paths:
+        fragment["paths"] = paths
+    fragment["components"] = {
+        kind: dict(sorted(kept[kind].items())) for kind in sorted(kept)
+    }
+    return fragment
 
 
 def render(fragment: dict[str, Any]) -> str:
@@ -137,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     args.output.write_text(text)
-    print(f"wrote {args.output} ({len(text):,} bytes, {len(json.loads(text)['components']['schemas'])} schemas)")
+    fragment = json.loads(text)
+    operations = sum(len(methods) for methods in fragment.get("paths", {}).values())
+    schemas = len(fragment["components"]["schemas"])
+    print(f"wrote {args.output} ({len(text):,} bytes, {operations} operations, {schemas} schemas)")
     return 0
 
 

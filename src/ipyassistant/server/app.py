@@ -1,13 +1,14 @@
 """The HTTP API: the OpenAI Assistants API v2 under ``/v1``, as FastAPI routes.
 
 Routes validate, then write in one transaction; runs are handed to the :class:`RunEngine`.
-Every error, including request validation, is OpenAI-shaped (see :mod:`.errors`).
+JSON bodies are parsed and checked by one layer (:mod:`.bodies`) before the request models
+(:mod:`.schemas`) validate them. Every error, including request validation, a body over the
+size limit and an unexpected failure, is OpenAI-shaped (see :mod:`.errors`).
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import PurePosixPath
@@ -19,12 +20,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db, objects
+from .auth import authenticate
+from .bodies import APIJSONResponse, JSONBodyRoute
 from .code_interpreter import CodeInterpreter
 from .config import ServerConfig
 from .engine import RunEngine
 from .errors import APIError, AuthenticationError, InvalidRequest, NotFound
 from .events import NO_EVENTS, EventStream
 from .files import FileStore
+from .middleware import BodyLimit, BodyTooLarge, ErrorBoundary, too_large_body
 from .models import check_model, close_providers
 from .schemas import (
     CreateAssistant,
@@ -37,7 +41,8 @@ from .schemas import (
     ModifyThread,
     SubmitToolOutputs,
 )
-from .store import Cursor, Store, Tx, new_id, now
+from .store import Cursor, PageKeys, Store, Tx, new_id, now
+from .validation import invalid_request
 
 __all__ = ["create_app"]
 
@@ -59,6 +64,11 @@ def _cursor(
 Page = Annotated[Cursor, Depends(_cursor)]
 
 
+def _listing(store: Store, keys: PageKeys) -> StreamingResponse:
+    """A list page, streamed from the database one object at a time."""
+    return StreamingResponse(store.stream_page(keys), media_type="application/json")
+
+
 def _sse(events: EventStream) -> StreamingResponse:
     return StreamingResponse(
         events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
@@ -66,40 +76,13 @@ def _sse(events: EventStream) -> StreamingResponse:
 
 
 # The purposes a client may upload with (the file schema's enum, less the server-made ones).
+# Not "evals": the upload request allows it, but the file object's enum does not, so such a
+# file could not be returned as the spec says.
 FILE_PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune")
 
 
 def _deleted(kind: str, object_id: str) -> dict[str, Any]:
     return {"id": object_id, "object": f"{kind}.deleted", "deleted": True}
-
-
-def _body_path(parts: list[int | str], node: Any) -> list[int | str]:
-    """``parts`` without what pydantic adds for unions: member labels (``str``,
-    ``tagged-union[…]``) and discriminator tags, none of which is a key of the request body."""
-    if not parts:
-        return []
-    head, rest = parts[0], parts[1:]
-    if isinstance(head, int):
-        item = node[head] if isinstance(node, list) and 0 <= head < len(node) else None
-        return [head, *_body_path(rest, item)]
-    if isinstance(node, dict) and head in node:
-        return [head, *_body_path(rest, node[head])]
-    if not rest and isinstance(node, dict):
-        return [head]  # a missing or an unknown key
-    return _body_path(rest, node)
-
-
-def _param(loc: tuple[int | str, ...], body: Any = None) -> str | None:
-    """A pydantic error location as the ``param`` OpenAI reports: ``tools[0].function.name``."""
-    parts = list(loc)
-    if parts and parts[0] == "body" and isinstance(body, dict | list):  # JSON, not a form
-        parts = _body_path(parts[1:], body)
-    elif parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:]
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
-    return out or None
 
 
 def _check_tools(tools: list[dict[str, Any]], param: str) -> None:
@@ -110,12 +93,15 @@ def _check_tools(tools: list[dict[str, Any]], param: str) -> None:
                 "The file_search tool needs vector stores, which this server does not provide. "
                 "Remove it, or use the code_interpreter tool to read files.",
                 param=f"{param}[{i}]",
+                code="invalid_value",
             )
         if tool["type"] == "function":
             name = tool["function"]["name"]
             if name in names:
                 raise InvalidRequest(
-                    f"Two function tools are named {name!r}.", param=f"{param}[{i}].function.name"
+                    f"Two function tools are named {name!r}.",
+                    param=f"{param}[{i}].function.name",
+                    code="invalid_value",
                 )
             names.add(name)
 
@@ -183,10 +169,21 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             await server.stop()
 
     app = FastAPI(
-        title="ipyassistant Assistants API", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="ipyassistant Assistants API",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=APIJSONResponse,
     )
     app.state.server = server
     _install_error_handlers(app)
+    # Inside Starlette's outermost error middleware, outside the routes' exception handlers.
+    app.add_middleware(
+        BodyLimit,
+        json_bytes=config.max_request_mb << 20,
+        upload_bytes=config.max_upload_mb << 20,
+    )
+    app.add_middleware(ErrorBoundary)
     app.include_router(_routes(server), prefix="/v1")
 
     @app.get("/health")
@@ -203,38 +200,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI reads the body before it runs dependencies: authenticate first, so that an
-        # unauthenticated caller gets a 401, not feedback on its request.
+        # FastAPI may read the body before it runs dependencies: authenticate first, so that
+        # an unauthenticated caller gets a 401, not feedback on its request.
         try:
-            _authenticate(request.app.state.server.config, request)
+            authenticate(request.app.state.server.config, request)
         except AuthenticationError as refused:
             return JSONResponse(refused.body(), status_code=refused.status_code)
-        errors = exc.errors()
-        # Of the errors a union reports (one per member), the deepest is the member meant.
-        first = max(errors, key=lambda e: len(e.get("loc", ())), default=None) or {
-            "loc": (),
-            "msg": "Invalid request.",
-            "type": "",
-        }
-        if first.get("type") == "json_invalid":
-            error = InvalidRequest(
-                "We could not parse the JSON body of your request. Send a valid JSON object.",
-                code="invalid_json",
-            )
-        else:
-            param = _param(tuple(first.get("loc", ())), exc.body)
-            message = str(first.get("msg", "Invalid request."))
-            if first.get("type") == "missing":
-                message = f"Missing required parameter: '{param}'."
-            elif first.get("type") == "extra_forbidden":
-                message = f"Unrecognized request argument supplied: {param}"
-            elif param:
-                message = f"Invalid value for '{param}': {message}"
-            error = InvalidRequest(message, param=param)
-        return JSONResponse(error.body(), status_code=400)
+        error = invalid_request(list(exc.errors()), exc.body)
+        return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):
+            return JSONResponse(too_large_body(exc.limit), status_code=413)
         if exc.status_code == 404:
             message = f"Invalid URL ({request.method} {request.url.path})"
         elif exc.status_code == 405:
@@ -245,36 +223,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         error.type = "invalid_request_error"
         return JSONResponse(error.body(), status_code=exc.status_code)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(
-            APIError(f"The server had an error: {type(exc).__name__}").body(), status_code=500
-        )
-
-
-def _authenticate(config: ServerConfig, request: Request) -> None:
-    """Raise :class:`AuthenticationError` unless the request carries the server's key."""
-    if not config.api_key:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
-            code="missing_api_key",
-        )
-    if not secrets.compare_digest(key.strip().encode(), config.api_key.encode()):
-        raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
-
 
 def _routes(server: Server) -> APIRouter:
     store, engine, files, config = server.store, server.engine, server.files, server.config
 
-    async def authenticate(request: Request) -> None:
-        _authenticate(config, request)
+    async def authenticated(request: Request) -> None:
+        authenticate(config, request)
 
-    router = APIRouter(dependencies=[Depends(authenticate)])
+    router = APIRouter(dependencies=[Depends(authenticated)], route_class=JSONBodyRoute)
 
     # -- assistants ----------------------------------------------------------------------
 
@@ -287,9 +243,10 @@ def _routes(server: Server) -> APIRouter:
             return await tx.insert("assistant", assistant)
 
     @router.get("/assistants")
-    async def list_assistants(page: Page) -> dict[str, Any]:
+    async def list_assistants(page: Page) -> Response:
         async with store.read() as tx:
-            return (await tx.page("assistant", page)).body()
+            keys = await tx.page_keys("assistant", page)
+        return _listing(store, keys)
 
     @router.get("/assistants/{assistant_id}")
     async def get_assistant(assistant_id: str) -> dict[str, Any]:
@@ -318,8 +275,7 @@ def _routes(server: Server) -> APIRouter:
 
     # -- threads -------------------------------------------------------------------------
 
-    async def insert_thread(tx: Tx, body: CreateThread | None, param: str = "") -> dict[str, Any]:
-        body = body or CreateThread()
+    async def insert_thread(tx: Tx, body: CreateThread, param: str = "") -> dict[str, Any]:
         thread = objects.thread_object(body.metadata, body.tool_resources)
         await tx.insert("thread", thread)
         rows = []
@@ -330,7 +286,7 @@ def _routes(server: Server) -> APIRouter:
         return thread
 
     @router.post("/threads")
-    async def create_thread(body: CreateThread | None = None) -> dict[str, Any]:
+    async def create_thread(body: CreateThread) -> dict[str, Any]:
         async with store.tx() as tx:
             return await insert_thread(tx, body)
 
@@ -344,15 +300,14 @@ def _routes(server: Server) -> APIRouter:
             return await tx.insert("message", _message_row(thread_id, body))
 
     @router.get("/threads/{thread_id}/messages")
-    async def list_messages(
-        thread_id: str, page: Page, run_id: str | None = None
-    ) -> dict[str, Any]:
+    async def list_messages(thread_id: str, page: Page, run_id: str | None = None) -> Response:
         where = [db.messages.c.thread_id == thread_id]
         if run_id is not None:
             where.append(db.messages.c.run_id == run_id)
         async with store.read() as tx:
             await tx.get("thread", thread_id)
-            return (await tx.page("message", page, where=where)).body()
+            keys = await tx.page_keys("message", page, where=where)
+        return _listing(store, keys)
 
     async def get_own(tx: Tx, kind: str, object_id: str, thread_id: str) -> dict[str, Any]:
         obj = await tx.get(kind, object_id)
@@ -400,6 +355,7 @@ def _routes(server: Server) -> APIRouter:
                 raise InvalidRequest(
                     f"tool_choice names the function {choice['function']['name']!r}, which is not among the run's tools.",
                     param="tool_choice",
+                    code="invalid_value",
                 )
             if choice["type"] == "code_interpreter" and not any(
                 t["type"] == "code_interpreter" for t in tools
@@ -407,6 +363,7 @@ def _routes(server: Server) -> APIRouter:
                 raise InvalidRequest(
                     "tool_choice requires the code interpreter, which the run does not have.",
                     param="tool_choice",
+                    code="invalid_value",
                 )
         instructions = (
             body.instructions if body.instructions is not None else assistant["instructions"] or ""
@@ -486,10 +443,11 @@ def _routes(server: Server) -> APIRouter:
         return _deleted("thread", thread_id)
 
     @router.get("/threads/{thread_id}/runs")
-    async def list_runs(thread_id: str, page: Page) -> dict[str, Any]:
+    async def list_runs(thread_id: str, page: Page) -> Response:
         async with store.read() as tx:
             await tx.get("thread", thread_id)
-            return (await tx.page("run", page, where=[db.runs.c.thread_id == thread_id])).body()
+            keys = await tx.page_keys("run", page, where=[db.runs.c.thread_id == thread_id])
+        return _listing(store, keys)
 
     @router.get("/threads/{thread_id}/runs/{run_id}")
     async def get_run(thread_id: str, run_id: str) -> dict[str, Any]:
@@ -520,10 +478,11 @@ def _routes(server: Server) -> APIRouter:
         return _sse(events)
 
     @router.get("/threads/{thread_id}/runs/{run_id}/steps")
-    async def list_steps(thread_id: str, run_id: str, page: Page) -> dict[str, Any]:
+    async def list_steps(thread_id: str, run_id: str, page: Page) -> Response:
         async with store.read() as tx:
             await get_own(tx, "run", run_id, thread_id)
-            return (await tx.page("run_step", page, where=[db.run_steps.c.run_id == run_id])).body()
+            keys = await tx.page_keys("run_step", page, where=[db.run_steps.c.run_id == run_id])
+        return _listing(store, keys)
 
     @router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
     async def get_step(thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
@@ -537,12 +496,26 @@ def _routes(server: Server) -> APIRouter:
 
     @router.post("/files")
     async def upload_file(
-        file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
+        request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
     ) -> dict[str, Any]:
+        for name in await request.form():  # parsed already: FastAPI read it
+            if name.startswith("expires_after"):
+                raise InvalidRequest(
+                    "expires_after is not supported: files on this server never expire.",
+                    param="expires_after",
+                    code="unsupported_parameter",
+                )
+            if name not in ("file", "purpose"):
+                raise InvalidRequest(
+                    f"Unrecognized request argument supplied: {name or repr(name)}",
+                    param=name,
+                    code="unknown_parameter",
+                )
         if purpose not in FILE_PURPOSES:
             raise InvalidRequest(
                 f"Invalid purpose {purpose!r}; use one of: {', '.join(FILE_PURPOSES)}.",
                 param="purpose",
+                code="invalid_value",
             )
         file_id = new_id("file")
         size = files.write(file_id, file.file)
@@ -563,11 +536,11 @@ def _routes(server: Server) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
         order: Order = "desc",
         after: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         where = [db.files.c.purpose == purpose] if purpose else []
-        async with store.tx() as tx:
-            page = await tx.page("file", Cursor(limit, order, after, None), where=where)
-        return page.body()
+        async with store.read() as tx:
+            keys = await tx.page_keys("file", Cursor(limit, order, after, None), where=where)
+        return _listing(store, keys)
 
     @router.get("/files/{file_id}")
     async def get_file(file_id: str) -> dict[str, Any]:

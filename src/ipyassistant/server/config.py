@@ -50,6 +50,10 @@ class ServerConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None
     api_key: str | None = None
+    #: A JSON request body above this many MB is refused (413) before it is read.
+    max_request_mb: int = 32
+    #: The same for a file upload (multipart), as OpenAI's limit on a file.
+    max_upload_mb: int = 512
     #: How long a run may wait in ``requires_action`` (and live at all) before it expires.
     run_expiry_seconds: float = 600.0
     #: A worker that has not written its heartbeat for this long is presumed dead and its
@@ -83,6 +87,8 @@ class ServerConfig:
             data_dir=default_data_dir(),
             database_url=os.environ.get("IPYASSISTANT_DATABASE_URL") or None,
             api_key=os.environ.get("IPYASSISTANT_API_KEY") or None,
+            max_request_mb=_env_int("IPYASSISTANT_MAX_REQUEST_MB", 32),
+            max_upload_mb=_env_int("IPYASSISTANT_MAX_UPLOAD_MB", 512),
             run_expiry_seconds=_env_float("IPYASSISTANT_RUN_EXPIRY", 600.0),
             worker_lease_seconds=_env_float("IPYASSISTANT_WORKER_LEASE", 10.0),
             heartbeat_seconds=_env_float("IPYASSISTANT_HEARTBEAT", 2.0),

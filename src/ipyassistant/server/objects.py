@@ -52,6 +52,7 @@ def assistant_object(fields: dict[str, Any]) -> dict[str, Any]:
         "temperature": fields.get("temperature"),
         "top_p": fields.get("top_p"),
         "response_format": _dump(fields.get("response_format")) or "auto",
+        "reasoning_effort": fields.get("reasoning_effort"),
     }
 
 
@@ -158,6 +159,7 @@ def run_object(
         "tool_choice": _dump(options.get("tool_choice")) or "auto",
         "parallel_tool_calls": options.get("parallel_tool_calls") is not False,
         "response_format": pick("response_format", "auto"),
+        "reasoning_effort": pick("reasoning_effort"),
     }
 
 

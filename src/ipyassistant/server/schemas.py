@@ -1,14 +1,18 @@
 """Request bodies, validated with pydantic before anything is written.
 
-Unknown fields are refused (``extra="forbid"``), as OpenAI does, so that a typo is an error
-rather than a setting silently ignored.
+The models follow the spec's request schemas strictly: unknown fields are refused
+(``extra="forbid"``), as OpenAI does, so that a typo is an error rather than a setting silently
+ignored; types are strict (``false`` is not a temperature, ``"1"`` not a number); and a field the
+spec makes optional but not nullable may be left out, never sent as ``null`` (:data:`NotNull`).
+Text is checked as Unicode before validation, for every body at once (see :mod:`.bodies`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AssistantTool",
@@ -20,6 +24,7 @@ __all__ = [
     "ModifyAssistant",
     "ModifyMetadata",
     "ModifyThread",
+    "ReasoningEffort",
     "SubmitToolOutputs",
 ]
 
@@ -29,7 +34,21 @@ MAX_METADATA_VALUE_CHARS = 512
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _not_null(value: Any) -> Any:
+    # Runs only on a value the request gave: a left-out field keeps its default.
+    if value is None:
+        raise PydanticCustomError("null_not_allowed", "null is not allowed; leave the parameter out")
+    return value
+
+
+#: Optional but not nullable: the field may be left out (its default is then ``None``), never
+#: given as ``null``.
+NotNull = AfterValidator(_not_null)
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -63,8 +82,8 @@ class WithMetadata(Request):
 
 class FunctionDefinition(Request):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
+    description: Annotated[str | None, NotNull] = None
+    parameters: Annotated[dict[str, Any] | None, NotNull] = None
     strict: bool | None = None
 
 
@@ -77,29 +96,83 @@ class CodeInterpreterTool(Request):
     type: Literal["code_interpreter"]
 
 
+class RankingOptions(Request):
+    ranker: Literal["auto", "default_2024_08_21"] = "auto"
+    score_threshold: Annotated[float, Field(ge=0, le=1)]
+
+
+class FileSearchSettings(Request):
+    max_num_results: Annotated[int | None, Field(ge=1, le=50), NotNull] = None
+    ranking_options: Annotated[RankingOptions | None, NotNull] = None
+
+
 class FileSearchTool(Request):
     type: Literal["file_search"]
-    file_search: dict[str, Any] | None = None
+    file_search: Annotated[FileSearchSettings | None, NotNull] = None
 
 
 AssistantTool = Annotated[
     FunctionTool | CodeInterpreterTool | FileSearchTool, Field(discriminator="type")
 ]
 Tools = Annotated[list[AssistantTool], Field(max_length=128)]
+RunTools = Annotated[list[AssistantTool], Field(max_length=20)]
 
 
 class CodeInterpreterResources(Request):
     file_ids: Annotated[list[str], Field(max_length=20)] = []
 
 
+class AutoChunking(Request):
+    type: Literal["auto"]
+
+
+class StaticChunkingSizes(Request):
+    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
+    chunk_overlap_tokens: int
+
+
+class StaticChunking(Request):
+    type: Literal["static"]
+    static: StaticChunkingSizes
+
+
+class NewVectorStore(WithMetadata):
+    file_ids: list[str] = []
+    chunking_strategy: Annotated[
+        AutoChunking | StaticChunking | None, Field(discriminator="type"), NotNull
+    ] = None
+
+
 class FileSearchResources(Request):
-    vector_store_ids: Annotated[list[str], Field(max_length=1)] = []
-    vector_stores: list[dict[str, Any]] | None = None
+    """Vector stores by id, or (when creating) new ones from files: one or the other."""
+
+    vector_store_ids: Annotated[list[str] | None, Field(max_length=1), NotNull] = None
+    vector_stores: Annotated[list[NewVectorStore] | None, Field(max_length=1), NotNull] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileSearchResources:
+        if (self.vector_store_ids is None) == (self.vector_stores is None):
+            raise PydanticCustomError(
+                "one_of", "give either vector_store_ids or vector_stores (one of them)"
+            )
+        return self
+
+
+class ExistingFileSearchResources(Request):
+    vector_store_ids: Annotated[list[str] | None, Field(max_length=1), NotNull] = None
 
 
 class ToolResources(Request):
-    code_interpreter: CodeInterpreterResources | None = None
-    file_search: FileSearchResources | None = None
+    """Tool resources as an object is modified or a run names them: existing stores only."""
+
+    code_interpreter: Annotated[CodeInterpreterResources | None, NotNull] = None
+    file_search: Annotated[ExistingFileSearchResources | None, NotNull] = None
+
+
+class NewToolResources(ToolResources):
+    """Tool resources as an assistant or a thread is created: new vector stores too."""
+
+    file_search: Annotated[FileSearchResources | None, NotNull] = None  # type: ignore[assignment]
 
 
 # -- options ----------------------------------------------------------------------------
@@ -107,8 +180,8 @@ class ToolResources(Request):
 
 class JSONSchemaFormat(Request):
     name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
-    description: str | None = None
-    schema_: Annotated[dict[str, Any] | None, Field(alias="schema")] = None
+    description: Annotated[str | None, NotNull] = None
+    schema_: Annotated[dict[str, Any] | None, Field(alias="schema"), NotNull] = None
     strict: bool | None = None
 
 
@@ -173,8 +246,12 @@ class ImageFilePart(Request):
     image_file: ImageFileRef
 
 
+#: An absolute URI (RFC 3986: a scheme, a colon, then no spaces), as ``format: uri`` asks.
+URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]+$"
+
+
 class ImageURLRef(Request):
-    url: str
+    url: Annotated[str, Field(pattern=URI_PATTERN)]
     detail: Literal["auto", "low", "high"] = "auto"
 
 
@@ -208,25 +285,26 @@ class AssistantFields(WithMetadata):
     name: Annotated[str | None, Field(max_length=256)] = None
     description: Annotated[str | None, Field(max_length=512)] = None
     instructions: Annotated[str | None, Field(max_length=256_000)] = None
-    tools: Tools | None = None
+    tools: Annotated[Tools | None, NotNull] = None
     tool_resources: ToolResources | None = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     top_p: Annotated[float | None, Field(ge=0, le=1)] = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class CreateAssistant(AssistantFields):
     model: str
+    tool_resources: NewToolResources | None = None
 
 
 class ModifyAssistant(AssistantFields):
-    model: str | None = None
+    model: Annotated[str | None, NotNull] = None
 
 
 class CreateThread(WithMetadata):
-    messages: list[CreateMessage] | None = None
-    tool_resources: ToolResources | None = None
+    messages: Annotated[list[CreateMessage] | None, NotNull] = None
+    tool_resources: NewToolResources | None = None
 
 
 class ModifyThread(WithMetadata):
@@ -240,7 +318,7 @@ class ModifyMetadata(WithMetadata):
 class RunOptions(WithMetadata):
     model: str | None = None
     instructions: str | None = None
-    tools: Tools | None = None
+    tools: RunTools | None = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     top_p: Annotated[float | None, Field(ge=0, le=1)] = None
     stream: bool | None = None
@@ -248,9 +326,9 @@ class RunOptions(WithMetadata):
     max_completion_tokens: Annotated[int | None, Field(ge=256)] = None
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: Annotated[bool | None, NotNull] = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class CreateRun(RunOptions):
@@ -261,7 +339,7 @@ class CreateRun(RunOptions):
 
 class CreateThreadAndRun(RunOptions):
     assistant_id: str
-    thread: CreateThread | None = None
+    thread: Annotated[CreateThread | None, NotNull] = None
     tool_resources: ToolResources | None = None
 
 

@@ -7,6 +7,7 @@ Objects go in and come out as the plain dicts the API serves.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import db
 from .errors import InvalidRequest, NotFound, ThreadBusy
 
-__all__ = ["ACTIVE_RUN_STATUSES", "Cursor", "Page", "Store", "Tx", "new_id", "now"]
+__all__ = ["ACTIVE_RUN_STATUSES", "Cursor", "PageKeys", "Store", "Tx", "new_id", "now"]
 
 ID_PREFIXES = {
     "assistant": "asst_",
@@ -74,22 +75,14 @@ class Cursor:
     before: str | None = None
 
 
-class Page:
-    """One page of a list, shaped as the API's ``ListXResponse``."""
+@dataclass(frozen=True)
+class PageKeys:
+    """Which stored objects one page of a list holds: their ``seq`` in the list's order."""
 
-    def __init__(self, data: list[dict[str, Any]], has_more: bool):
-        self.data = data
-        self.has_more = has_more
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": self.data,
-            # The spec types these as strings, also for an empty page.
-            "first_id": self.data[0]["id"] if self.data else "",
-            "last_id": self.data[-1]["id"] if self.data else "",
-            "has_more": self.has_more,
-        }
+    kind: str
+    seqs: list[int]
+    descending: bool
+    has_more: bool
 
 
 class Tx:
@@ -146,13 +139,17 @@ class Tx:
         result = await self.conn.execute(sa.delete(table).where(table.c.id == object_id))
         return bool(result.rowcount)
 
-    async def page(
+    async def page_keys(
         self, kind: str, cursor: Cursor, *, where: Sequence[sa.ColumnElement[bool]] = ()
-    ) -> Page:
-        """A page in ``order`` of insertion; ``after``/``before`` are object ids (cursors)."""
+    ) -> PageKeys:
+        """A page in ``order`` of insertion; ``after``/``before`` are object ids (cursors).
+
+        Only the keys: the objects themselves are read by :meth:`Store.stream_page`, one at
+        a time, so that a page of large messages is never held whole.
+        """
         limit, order, after, before = cursor.limit, cursor.order, cursor.after, cursor.before
         table = db.TABLES[kind]
-        query = sa.select(table.c.data).where(*where)
+        query = sa.select(table.c.seq).where(*where)
         descending = order == "desc"
         for object_id, param, forward in ((after, "after", True), (before, "before", False)):
             if object_id is None:
@@ -164,21 +161,21 @@ class Tx:
                 raise InvalidRequest(
                     f"No {_NAMES.get(kind, kind)} found with id '{object_id}' for '{param}'.",
                     param=param,
+                    code="invalid_value",
                 )
             # "after" moves on in the list's order, "before" moves back.
             if forward == descending:
                 query = query.where(table.c.seq < seq)
             else:
                 query = query.where(table.c.seq > seq)
-        if before is not None and after is None:
-            # Take the items nearest to the cursor, then put them back in the list's order.
-            query = query.order_by(table.c.seq.asc() if descending else table.c.seq.desc())
-            rows = [dict(r[0]) for r in await self.conn.execute(query.limit(limit + 1))]
-            has_more = len(rows) > limit
-            return Page(rows[:limit][::-1], has_more)
-        query = query.order_by(table.c.seq.desc() if descending else table.c.seq.asc())
-        rows = [dict(r[0]) for r in await self.conn.execute(query.limit(limit + 1))]
-        return Page(rows[:limit], len(rows) > limit)
+        # With only "before", take the items nearest to the cursor (then restore the order).
+        backwards = before is not None and after is None
+        ascending = descending == backwards
+        query = query.order_by(table.c.seq.asc() if ascending else table.c.seq.desc())
+        seqs = list((await self.conn.execute(query.limit(limit + 1))).scalars())
+        has_more = len(seqs) > limit
+        seqs = seqs[:limit]
+        return PageKeys(kind, seqs[::-1] if backwards else seqs, descending, has_more)
 
     # -- the thread lock ------------------------------------------------------------------
 
@@ -328,6 +325,30 @@ class Store:
             conn = await conn.execution_options(**{db.READ_ONLY: True})
             async with conn.begin():
                 yield Tx(conn)
+
+    async def stream_page(self, keys: PageKeys) -> AsyncIterator[bytes]:
+        """The page's ``ListXResponse`` body as JSON, built from the stored text of each object.
+
+        The objects are not decoded: each row's JSON goes out as stored, one row at a time. An
+        object deleted since :meth:`Tx.page_keys` is left out.
+        """
+        table = db.TABLES[keys.kind]
+        yield b'{"object":"list","data":['
+        first = last = ""
+        if keys.seqs:
+            query = (
+                sa.select(table.c.id, sa.cast(table.c.data, sa.Text))
+                .where(table.c.seq.in_(keys.seqs))
+                .order_by(table.c.seq.desc() if keys.descending else table.c.seq.asc())
+                .execution_options(yield_per=1)  # rows are fetched as they are sent
+            )
+            async with self.read() as tx:
+                async for object_id, text in await tx.conn.stream(query):
+                    yield (b"," if first else b"") + text.encode()
+                    first = first or object_id
+                    last = object_id
+        tail = {"first_id": first, "last_id": last, "has_more": keys.has_more}
+        yield b"]," + json.dumps(tail).encode()[1:]
 
     async def close(self) -> None:
         await self.engine.dispose()
