@@ -18,7 +18,7 @@ from _wait import wait_until
 from ipyassistant import Assistant, Run, Thread
 from ipyassistant.jupyter import display as notebook
 from ipyassistant.jupyter import magics as magics_module
-from ipyassistant.jupyter.magics import AssistantMagics, expand_braces, extract_code
+from ipyassistant.jupyter.magics import CHOOSE_MODEL, AssistantMagics, expand_braces, extract_code
 
 DEADLINE = 20.0
 
@@ -399,7 +399,7 @@ def test_model_shows_and_sets_the_model_of_the_cells(
     ipython: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ipython.run_line_magic("assistant", "model")
-    assert capsys.readouterr().out == "model: test (the default model)\n"
+    assert capsys.readouterr().out == f"model: test (the default model)\n{CHOOSE_MODEL}\n"
     ipython.run_line_magic("assistant", "model test")
     assert magics(ipython).model == "test"
     assert capsys.readouterr().out == "model: test (AssistantMagics.model)\n"

@@ -10,7 +10,9 @@ import copy
 import json
 import os
 import queue
+import re
 from collections.abc import Callable
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from nbconvert import HTMLExporter
 
 import ipyassistant
 from _wait import wait_until
+from ipyassistant.server.models.local import local_available
+from ipyassistant.server.models.local.loop_guard import distinct_ngram_ratio
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -32,7 +36,7 @@ CELL_TIMEOUT = 240
 Execute = Callable[[Path], Any]
 
 
-def _kernel_env(data_dir: Path) -> dict[str, str]:
+def _kernel_env(data_dir: Path, model: str = "test") -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -40,7 +44,7 @@ def _kernel_env(data_dir: Path) -> dict[str, str]:
     }
     source = str(Path(ipyassistant.__file__).resolve().parents[1])
     env.update(
-        IPYASSISTANT_MODEL="test",
+        IPYASSISTANT_MODEL=model,
         IPYASSISTANT_DATA_DIR=str(data_dir),
         PYTHONPATH=os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p),
         # Nothing may reach a real provider: an openai: model would fail on a closed port.
@@ -70,6 +74,12 @@ def execute(tmp_path_factory: pytest.TempPathFactory) -> Execute:
         return copy.deepcopy(done[path])
 
     return run
+
+
+def assistant_replies(html: str) -> list[str]:
+    """The text of each assistant message in a view's static transcript."""
+    found = re.findall(r'<div class="ipa-msg ipa-assistant"><div class="ipa-role">assistant</div>(.*?)</div>', html, re.S)
+    return [unescape(re.sub(r"<[^>]+>", " ", block)).strip() for block in found]
 
 
 def outputs(nb: Any) -> list[dict[str, Any]]:
@@ -114,11 +124,12 @@ def test_the_quickstart_has_the_cells_the_browser_test_relies_on() -> None:
     code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
     assert nb.cells[0].cell_type == "markdown"
     assert code[0] == "%load_ext ipyassistant"
-    assert code[1].startswith("%%assistant\n")
-    assert "def roll_dice(" in code[2] and "tools=[roll_dice]" in code[2]
-    assert 'say("Roll two dice")' in code[2]
-    assert "tools=[CodeInterpreter]" in code[3] and "```python" in code[3]
-    assert "np.sin(x)" in code[3] and "plt.show()" in code[3]
+    assert code[1] == "%assistant model"  # which model the notebook runs on, and how to choose
+    assert code[2].startswith("%%assistant\n")
+    assert "def roll_dice(" in code[3] and "tools=[roll_dice]" in code[3]
+    assert 'say("Roll two dice")' in code[3]
+    assert "tools=[CodeInterpreter]" in code[4] and "```python" in code[4]
+    assert "np.sin(x)" in code[4] and "plt.show()" in code[4]
     for cell in nb.cells:
         if cell.cell_type == "markdown" and "IPYASSISTANT_MODEL" in cell.source:
             break
@@ -137,9 +148,30 @@ def test_the_executed_quickstart_shows_live_views_with_a_static_transcript(
         assert "ipa-transcript" in view["data"]["text/html"]
     reply, dice, plot = (view["data"]["text/html"] for view in views)
     assert "echo: Hello! What can you do?" in reply
+    assert assistant_replies(reply) == ["echo: Hello! What can you do?"]
     assert "roll_dice" in dice and "Tool results:" in dice
     assert 'src="data:image/png;base64,' in plot
     assert "widgets" in nb.metadata  # nbclient saved the widget state
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not local_available(), reason="the 'local' extra (llama.cpp and the bundled model) is not installed")
+def test_the_quickstart_on_the_local_model_gives_short_replies_that_do_not_loop(tmp_path: Path) -> None:
+    """The README's first command opens this notebook on the bundled model: it must talk sense."""
+    nb = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute(env=_kernel_env(tmp_path / "data", model="local"))
+    transcripts = [o["data"]["text/html"] for o in outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    assert len(transcripts) == 3
+    said = "".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
+    assert "model: local (the default model)" in said
+    for html in transcripts:
+        assert "max_completion_tokens" not in html and "incomplete" not in html
+        for reply in assistant_replies(html):
+            assert distinct_ngram_ratio(reply.split()) >= 0.6, reply
 
 
 @pytest.mark.slow

@@ -72,6 +72,11 @@ __all__ = [
 FORMATS = ("markdown", "text", "code")
 #: The subcommands of ``%assistant``.
 SUBCOMMANDS = ("new", "threads", "history", "use", "model", "config")
+#: How to choose a model, printed by ``%assistant model``.
+CHOOSE_MODEL = (
+    "choose another with %assistant model NAME (openai:gpt-4o-mini, local, test, …; "
+    "'default' goes back), or IPYASSISTANT_MODEL before the kernel starts"
+)
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _PYTHON = frozenset({"", "python", "py", "python3", "ipython", "ipython3"})
@@ -397,6 +402,8 @@ class AssistantMagics(Magics):
                 self.model = None if value == "default" else value
             label, assistant = self.current()
             print(f"model: {self._model_line(assistant)}")
+            if value is None:
+                print(CHOOSE_MODEL)
         else:
             self._print_config()
 
