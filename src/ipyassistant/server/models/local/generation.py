@@ -36,9 +36,10 @@ from ..base import (
 from ..env import env_number
 from .checks import check_json, parse_calls, repeats_a_call, without_last_call
 from .config import DEFAULT_MAX_TOKENS
-from .grammar import response_format_grammar, tool_grammar
+from .decision import Decider
+from .grammar import NO_CALL_GRAMMAR, response_format_grammar, tool_grammar
 from .loop_guard import LoopGuard
-from .prompt import CHATML, CONTENT_FREE, apply_template, chat_messages, tools_note
+from .prompt import CHATML, apply_template, chat_messages, tools_note
 from .sampling import recommended_sampling
 
 if TYPE_CHECKING:
@@ -86,13 +87,21 @@ class Generation:
             allowed = allowed[:1]  # a named function: that one, once
         parallel = request.parallel_tool_calls and request.tool_choice in ("auto", "required")
 
+        # A model that saw tools or calls might write a calls object where text is wanted.
+        might_call = bool(allowed) or any(m.tool_calls for m in request.messages)
         note = tools_note(allowed, forced) if allowed else ""
         prompt = self._prompt(note)
         if allowed and not forced:
             # Decide first, then decode only what was decided: a call under the grammar, or
             # text from a prompt without the tools (which small models otherwise talk about).
-            if self._wants_a_call(prompt, note):
-                forced = True  # the grammar allows only calls; the prompt stays as decided on
+            # Right after tool results the reply is text: one round of calls per message, as
+            # a small model otherwise calls again and again.
+            answered = bool(request.messages) and request.messages[-1].role == "tool"
+            decider = Decider(llama, request.messages, note, self._render)
+            if not answered and decider.wants_a_call(prompt):
+                # One call of the tool decided on; the prompt stays the one decided on.
+                forced, parallel = True, False
+                allowed = [decider.choose_tool(prompt, allowed)]
             else:
                 allowed = []
                 prompt = self._prompt("")
@@ -128,7 +137,12 @@ class Generation:
             return
 
         json_grammar, schema = response_format_grammar(request.response_format)
-        outcome = self._decode(prompt, budget, sampling, json_grammar, stream=True)
+        if json_grammar is None and might_call:
+            outcome = self._decode_tools(prompt, budget, sampling, NO_CALL_GRAMMAR)
+        else:
+            outcome = self._decode(prompt, budget, sampling, json_grammar, stream=True)
+        if self.stop.is_set():
+            return
         if schema is not None and outcome.finish == "stop":
             check_json(outcome.text, schema, self.model)
         self.emit(Usage(len(prompt), len(outcome.tokens)))
@@ -141,29 +155,10 @@ class Generation:
 
     def _prompt(self, note: str) -> list[int]:
         """The request's conversation, with the tools ``note`` in its system message, as tokens."""
-        chat = chat_messages(self.request.messages, note)
-        return tokenize(self.llama, render(self.llama, chat, self.model))
+        return self._render(self.request.messages, note)
 
-    def _wants_a_call(self, prompt: list[int], note: str) -> bool:
-        """Whether the reply to ``prompt`` should be a tool call (``tool_choice`` ``auto``).
-
-        Small models put a near-constant probability on opening a call, whatever the user
-        asked; what tells is how the request moves it. The log-probability that the reply
-        opens a call is compared with the same for content-free requests (contextual
-        calibration): a call when this request makes it more likely than they do.
-        """
-        opener = tokenize_text(self.llama, CALL_OPENER)[0]
-        system = [m for m in self.request.messages if m.role == "system"]
-        key = (note, tuple(m.content for m in system))
-        baselines: dict[Any, float] = self.llama.__dict__.setdefault("_ipa_call_baselines", {})
-        if key not in baselines:
-            scores = []
-            for filler in CONTENT_FREE:
-                chat = chat_messages([*system, ChatMessage(role="user", content=filler)], note)
-                tokens = tokenize(self.llama, render(self.llama, chat, self.model))
-                scores.append(_next_token_logprob(self.llama, tokens, opener))
-            baselines[key] = sum(scores) / len(scores)
-        return _next_token_logprob(self.llama, prompt, opener) > baselines[key]
+    def _render(self, messages: list[ChatMessage], note: str) -> list[int]:
+        return tokenize(self.llama, render(self.llama, chat_messages(messages, note), self.model))
 
     def _pieces(
         self, prompt: list[int], sampling: dict[str, Any], grammar: str | None, outcome: _Outcome
@@ -294,38 +289,6 @@ class Generation:
         import llama_cpp
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
-
-
-#: The first characters of a calls object (:mod:`.grammar`): its first token opens a call.
-CALL_OPENER = '{"tool_calls"'
-
-
-def tokenize_text(llama: Llama, text: str) -> list[int]:
-    """``text``'s tokens, without the start-of-text token."""
-    return llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-
-
-def _next_token_logprob(llama: Llama, prompt: list[int], token: int) -> float:
-    """The log-probability that the token after ``prompt`` is ``token``.
-
-    Only the part of ``prompt`` after what the model's context already holds is evaluated
-    (as ``Llama.generate`` does), and a generation from the same prompt right after reuses it.
-    """
-    import llama_cpp
-    import numpy as np
-
-    held = 0
-    for a, b in zip(llama._input_ids.tolist(), prompt[:-1], strict=False):
-        if a != b:
-            break
-        held += 1
-    llama.n_tokens = held  # eval drops the context's cache beyond this
-    llama.eval(prompt[held:])
-    logits = np.ctypeslib.as_array(
-        llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(llama.n_vocab(),)
-    ).astype(np.float64)
-    top = logits.max()
-    return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
 
 
 def _file_name(llama: Llama) -> str:

@@ -17,12 +17,21 @@ from typing import Any
 
 from ..base import FunctionSpec, ModelError
 
-__all__ = ["MAX_PARALLEL_CALLS", "response_format_grammar", "tool_grammar"]
+__all__ = ["MAX_PARALLEL_CALLS", "NO_CALL_GRAMMAR", "response_format_grammar", "tool_grammar"]
 
 #: At most this many calls in one reply when parallel tool calls are allowed.
 MAX_PARALLEL_CALLS = 8
 
 _RULE_CHARS = re.compile(r"[^a-zA-Z0-9-]+")
+
+#: Text that does not open a calls object: blanks, then any character but ``{``, then anything
+#: (decoding goes on without the grammar after the first character; see
+#: ``generation.Generation._decode_tools``).
+_BLANKS = r'[ \t\n]{0,4}'
+_TEXT = r'[^{ \t\n\x00] [^\x00]*'
+#: A reply that is text only, for a model that might imitate the calls it sees in the
+#: conversation after it was decided that it answers in text.
+NO_CALL_GRAMMAR = f"root ::= {_BLANKS} {_TEXT}\n"
 
 
 def _literal(text: str) -> str:
@@ -106,12 +115,9 @@ def tool_grammar(
     more = f' ("," " "? call){{0,{MAX_PARALLEL_CALLS - 1}}}' if parallel else ""
     opening = _literal('{"tool_calls": [')
     rules += f'\ncalls ::= {opening} call{more} "]}}"'
-    if forced:
-        root = "root ::= calls"
-    else:
-        # Blanks, then `{` and a calls object, or any other character and then free text (the
-        # text part is decoded without the grammar; see generation.Generation._decode_tools).
-        root = 'root ::= [ \\t\\n]{0,4} (calls | [^{ \\t\\n\\x00] [^\\x00]*)'
+    # Unforced: blanks, then `{` and a calls object, or any other character and then free text
+    # (decoded without the grammar; see generation.Generation._decode_tools).
+    root = "root ::= calls" if forced else f"root ::= {_BLANKS} (calls | {_TEXT})"
     return f"{root}\n{rules}\n", schemas
 
 
