@@ -14,7 +14,7 @@ nor when ``IPYASSISTANT_BASE_URL`` names another server. The server's settings
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
 import os
 import threading
@@ -48,10 +48,20 @@ def _warm_up() -> None:
     # it, so that the two threads take the same modules' import locks in the same order.
     from . import assistants  # noqa: F401
 
-    importlib.import_module("openai.resources.beta")  # what the SDK's first ``client.beta`` loads
-
     _hooks.load_notebook_view()
     try:
-        _server.start_embedded()
+        base_url, api_key = _server.start_embedded()
+        asyncio.run(_first_request(base_url, api_key))
     except Exception:  # the first use starts it again, and reports why it cannot
-        _log.debug("the embedded server did not start in the background", exc_info=True)
+        _log.debug("warming up the embedded server failed", exc_info=True)
+
+
+async def _first_request(base_url: str, api_key: str) -> None:
+    """One request through the SDK: what only a first request loads, on both sides, loads now.
+
+    The SDK's Assistants resources and its HTTP transport; the server's routes and queries.
+    """
+    from openai import AsyncOpenAI  # here: importing the package must stay cheap
+
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key) as api:
+        await api.beta.assistants.list(limit=1)
