@@ -10,7 +10,7 @@ that process so that the interpreter's own start is left out:
   after ``import ipyassistant``, the embedded server starting on that first use (no target:
   a script pays for the SDK's Assistants modules and the server here);
 - kernel: the same in a fresh Jupyter kernel (jupyter_client), ``import ipyassistant`` in one
-  cell and ``say("hi")`` with its default live view in the next, after each of ``--pauses``
+  cell (its round trip is reported too: what it leaves out, the next cell pays) and ``say("hi")`` with its default live view in the next, after each of ``--pauses``
   seconds (0: at once; 3: a person typing the next cell): the reply's time in the kernel
   (target <= 0.5 s) and when the view's first display message reached the front end.
 
@@ -82,15 +82,17 @@ def in_fresh_process(code: str) -> float:
     return float(done.stdout.split()[-1])
 
 
-def in_fresh_kernel(pause: float) -> tuple[float, float]:
-    """A new kernel: import, wait ``pause`` s, say; the say's time and its first display's."""
+def in_fresh_kernel(pause: float) -> tuple[float, float, float]:
+    """A new kernel: import, wait ``pause`` s, say; the import's, the say's, its display's time."""
     from jupyter_client.manager import start_new_kernel
 
     manager, client = start_new_kernel(
         kernel_name="python3", env=_env(), stderr=subprocess.DEVNULL
     )
     try:
+        started = time.perf_counter()
         _execute(client, "import ipyassistant")
+        imported = time.perf_counter() - started
         time.sleep(pause)
         sent = time.perf_counter()
         msg_id = client.execute(_KERNEL_SAY)
@@ -111,7 +113,7 @@ def in_fresh_kernel(pause: float) -> tuple[float, float]:
                 break
         if said is None or shown is None:
             raise RuntimeError("the kernel neither answered nor showed a view")
-        return said, shown
+        return imported, said, shown
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
@@ -154,9 +156,9 @@ def main() -> None:
     ]
     for pause in [] if args.no_kernel else [float(p) for p in args.pauses.split(",")]:
         kernel = [in_fresh_kernel(pause) for _ in range(rounds)]
-        said = statistics.median(k[0] for k in kernel)
-        shown = statistics.median(k[1] for k in kernel)
+        imported, said, shown = (statistics.median(k[i] for k in kernel) for i in range(3))
         rows += [
+            (f"kernel ({pause:g} s pause): the import cell", f"{imported:.3f} s", ""),
             (f"kernel: first say() {pause:g} s after import", f"{said:.3f} s", ""),
             ("  verdict", "", _verdict(said, TARGET_KERNEL_SAY, " s")),
             ("  its view displayed after", f"{shown:.3f} s", ""),
