@@ -10,9 +10,10 @@ that process so that the interpreter's own start is left out:
   after ``import ipyassistant``, the embedded server starting on that first use (no target:
   a script pays for the SDK's Assistants modules and the server here);
 - kernel: the same in a fresh Jupyter kernel (jupyter_client), ``import ipyassistant`` in one
-  cell (its round trip is reported too: what it leaves out, the next cell pays) and ``say("hi")`` with its default live view in the next, after each of ``--pauses``
-  seconds (0: at once; 3: a person typing the next cell): the reply's time in the kernel
-  (target <= 0.5 s) and when the view's first display message reached the front end.
+  cell (its round trip is reported too: what it leaves out, the next cell pays) and
+  ``say("hi")`` with its default live view in the next, after each of ``--pauses`` seconds
+  (0: at once; 3: a person typing the next cell): the reply's time in the kernel (target
+  <= 0.5 s) and when the view's first display message reached the front end.
 
 Each process gets its own empty data directory; ``IPYASSISTANT_BASE_URL`` is removed so that
 the embedded server is what answers. Run: ``python bench/cold_start.py`` (with ``PYTHONPATH``
