@@ -4,8 +4,11 @@ The notebook layer sits on top of the client: it imports the client, never the r
 here. Three client features look different in a notebook, and ask this module:
 ``say()``'s default handler (a live ``RunView`` instead of ``PrintHandler``) and how a finished
 :class:`~ipyassistant.Run` or :class:`~ipyassistant.Thread` displays (``_repr_mimebundle_``).
+Warming up a kernel (:mod:`ipyassistant._warmup`) asks it whether this is a notebook and loads
+the live view ahead of time.
 
-Each hook imports :mod:`ipyassistant.jupyter.display` when it is called, never at import time.
+Each hook imports :mod:`ipyassistant.jupyter.display` (or, to warm up, ``jupyter.handler``)
+when it is called, never at import time.
 That module is cheap (it is asked on every ``say()``) and decides whether this process is a
 notebook; the widget modules load only when it is. The contract in ``pyproject.toml``
 (``[tool.importlinter]``) names this module as the only client module that imports the
@@ -14,6 +17,7 @@ notebook layer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +27,31 @@ if TYPE_CHECKING:
     from .runs import Run
     from .threads import Thread
 
-__all__ = ["MimeBundle", "notebook_handler", "run_mimebundle", "thread_mimebundle"]
+__all__ = [
+    "MimeBundle",
+    "in_notebook",
+    "load_notebook_view",
+    "notebook_handler",
+    "run_mimebundle",
+    "thread_mimebundle",
+]
 
 #: What ``_repr_mimebundle_`` returns: the data and metadata of a display.
 MimeBundle = tuple[dict[str, Any], dict[str, Any]]
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel whose front end shows widgets."""
+    if "ipykernel.zmqshell" not in sys.modules:  # no kernel: spare scripts the notebook layer
+        return False
+    from .jupyter import display
+
+    return display.in_notebook()
+
+
+def load_notebook_view() -> None:
+    """Import what ``say()``'s live view needs, ahead of the first ``say()`` in a kernel."""
+    from .jupyter import handler  # noqa: F401
 
 
 def notebook_handler(
