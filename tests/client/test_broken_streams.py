@@ -65,8 +65,8 @@ class CuttingProxy:
             upstream = socket.create_connection(self.target)
             self._sockets += [downstream, upstream]
             cut: dict[str, Any] = {}
-            threading.Thread(target=self._requests, args=(downstream, upstream, cut)).start()
-            threading.Thread(target=self._responses, args=(upstream, downstream, cut)).start()
+            for pump, args in ((self._requests, (downstream, upstream)), (self._responses, (upstream, downstream))):
+                threading.Thread(target=pump, args=(*args, cut), daemon=True).start()
 
     def _requests(self, source: socket.socket, sink: socket.socket, cut: dict[str, Any]) -> None:
         with _closing(source, sink):

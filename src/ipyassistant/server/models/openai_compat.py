@@ -186,9 +186,11 @@ class OpenAICompatModel(ModelProvider):
                     if events:
                         return response, reply, events
                 return response, reply, []
-            except ModelError as exc:
+            except BaseException as exc:  # cancellation included: release the connection
                 if response is not None:
                     await _close(response)
+                if not isinstance(exc, ModelError):
+                    raise
                 delay = self._retry_delay(exc.__cause__, attempt)
                 if delay is None:
                     raise
