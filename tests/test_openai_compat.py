@@ -115,6 +115,12 @@ TOOL_CHUNKS = [
     _usage_chunk(20, 12),
 ]
 
+#: What the provider streams of TOOL_CHUNKS[:3] (the "tool-drop" mode) before the drop.
+TOOL_EVENTS_BEFORE_DROP: list[ModelEvent] = [
+    ToolCallDelta(0, arguments="", id="call_a", name="weather"),
+    ToolCallDelta(0, arguments='{"city": '),
+]
+
 # Ollama-style: every call whole in one delta, no index, finish reason "stop".
 WHOLE_TOOL_CHUNKS = [
     _chunk(
@@ -129,19 +135,44 @@ WHOLE_TOOL_CHUNKS = [
 ]
 
 
+#: Malformed second chunks, after a good first one (the run has streamed "ok").
+MALFORMED: dict[str, Any] = {
+    "not-json": "{oops",
+    "array": [1, 2],
+    "bad-choices": {"choices": "x"},
+    "bad-choice": {"choices": [5]},
+    "bad-delta": {"choices": [{"index": 0, "delta": "x"}]},
+    "bad-content": {"choices": [{"index": 0, "delta": {"content": 5}}]},
+    "bad-tool-calls": {"choices": [{"index": 0, "delta": {"tool_calls": {"a": 1}}}]},
+    "bad-function": {
+        "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": "f"}]}}]
+    },
+    "bad-arguments": {
+        "choices": [
+            {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 1}}]}}
+        ]
+    },
+    "bad-finish": {"choices": [{"index": 0, "delta": {}, "finish_reason": 3}]},
+    "bad-usage": {"choices": [], "usage": {"prompt_tokens": "many"}},
+}
+
+
 class DropConnection(Exception):
     """Raised inside a streaming response: uvicorn then closes the connection mid-body."""
 
 
 async def _sse(
-    chunks: list[dict[str, Any]], state: FakeState, then: str | None = None
+    chunks: list[Any], state: FakeState, then: str | None = None
 ) -> AsyncIterator[str]:
     for chunk in chunks:
-        yield f"data: {json.dumps(chunk)}\n\n"
+        # A string is sent as it is (malformed data); anything else as JSON.
+        yield f"data: {chunk if isinstance(chunk, str) else json.dumps(chunk)}\n\n"
     if then == "hang":
         await _hang(state)
     elif then == "drop":
         raise DropConnection
+    elif then == "end":  # the body ends without [DONE]
+        return
     yield "data: [DONE]\n\n"
 
 
@@ -159,11 +190,18 @@ def _make_app(state: FakeState) -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.json()
         state.requests.append(Recorded(body, dict(request.headers)))
-        mode = body["model"]
+        # "MODE~TAG" behaves as MODE: a fresh name gets a fresh (uncached) provider on the server.
+        mode = body["model"].split("~")[0]
+        # Modes ending in "-once" fail their first request only (per model name).
+        first = sum(r.body["model"] == body["model"] for r in state.requests) == 1
 
-        def stream(chunks: list[dict[str, Any]], then: str | None = None) -> Response:
+        def stream(chunks: list[Any], then: str | None = None) -> Response:
             return StreamingResponse(_sse(chunks, state, then), media_type="text/event-stream")
 
+        if mode.endswith("-once") and not first:
+            mode = "text"
+        if mode in MALFORMED:
+            return stream([_chunk({"content": "ok"}), MALFORMED[mode]])
         if mode == "text":
             words = ["Hel", "lo", " world"]
             chunks = [_chunk({"role": "assistant", "content": ""})]
@@ -182,6 +220,20 @@ def _make_app(state: FakeState) -> Starlette:
             return stream([])
         if mode == "429":
             return _error(429, "Slow down", **{"retry-after-ms": "1"})
+        if mode == "429-once":
+            return _error(429, "Slow down", **{"retry-after": "1"})
+        if mode == "429-long":
+            return _error(429, "Come back in an hour", **{"retry-after": "3600"})
+        if mode == "503-once":
+            return _error(503, "Warming up", **{"retry-after-ms": "1"})
+        if mode == "drop-first-once":  # before any delta: a role-only chunk, then nothing
+            return stream([_chunk({"role": "assistant", "content": ""})], then="drop")
+        if mode == "tool-drop":
+            return stream(TOOL_CHUNKS[:3], then="drop")
+        if mode == "no-finish":
+            return stream([_chunk({"content": "cut"})], then="end")
+        if mode == "finish-no-done":
+            return stream([_chunk({"content": "whole"}), _chunk(finish="stop")], then="end")
         if mode == "500":
             return _error(500, "The fake server broke", **{"retry-after-ms": "1"})
         if mode == "401":
@@ -581,6 +633,104 @@ async def test_connection_refused(
     assert url in info.value.message
 
 
+# -- faults: retried only before the first delta, each failure named ----------------------------
+
+
+def requests_for(fake: FakeServer, model: str) -> int:
+    return sum(body["model"] == model for body in fake.bodies)
+
+
+@pytest.mark.parametrize("mode", ["503-once", "drop-first-once"])
+async def test_failures_before_the_first_delta_are_retried(
+    fake: FakeServer, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "1")
+    events = await collect(make_provider(mode), simple_request(mode))
+    assert text_of(events) == "Hello world"
+    assert events[-1] == Finish("stop")
+    assert len(fake.bodies) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "first"),
+    [("drop-mid", [TextDelta("partial")]), ("tool-drop", TOOL_EVENTS_BEFORE_DROP)],
+)
+async def test_failures_after_a_delta_are_not_retried(
+    fake: FakeServer,
+    make_provider: MakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    first: list[ModelEvent],
+) -> None:
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "2")
+    events: list[ModelEvent] = []
+    with pytest.raises(ModelError) as info:
+        async for event in make_provider(mode).stream(simple_request(mode)):
+            events.append(event)
+    assert events == first
+    assert "dropped the connection" in info.value.message and fake.url in info.value.message
+    assert len(fake.bodies) == 1  # the reply had begun: replaying it would repeat output
+
+
+async def test_retry_after_is_honoured(
+    fake: FakeServer, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "1")
+    started = time.monotonic()
+    events = await collect(make_provider("429-once"), simple_request("429-once"))
+    # ``Retry-After: 1``; the backoff alone would have waited at most 0.5 s.
+    assert time.monotonic() - started >= 0.95
+    assert text_of(events) == "Hello world"
+    assert len(fake.bodies) == 2
+
+
+async def test_retry_after_is_bounded_by_the_timeout(
+    fake: FakeServer, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "2")
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_TIMEOUT", "0.3")
+    started = time.monotonic()
+    with pytest.raises(ModelError) as info:
+        await collect(make_provider("429-long"), simple_request("429-long"))
+    assert time.monotonic() - started < 3  # not an hour: two waits of at most 0.3 s
+    assert info.value.code == "rate_limit_exceeded"
+    assert "Come back in an hour" in info.value.message
+    assert len(fake.bodies) == 3
+
+
+@pytest.mark.parametrize("mode", sorted(MALFORMED))
+async def test_malformed_chunks_fail_naming_the_endpoint(
+    fake: FakeServer, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "2")
+    events: list[ModelEvent] = []
+    with pytest.raises(ModelError) as info:
+        async for event in make_provider(mode).stream(simple_request(mode)):
+            events.append(event)
+    assert events == [TextDelta("ok")]
+    assert info.value.code == "server_error"
+    message = info.value.message
+    assert fake.url in message and ("malformed chunk" in message or "not JSON" in message)
+    assert len(fake.bodies) == 1
+
+
+async def test_a_stream_cut_before_the_finish_fails(
+    fake: FakeServer, make_provider: MakeProvider
+) -> None:
+    with pytest.raises(ModelError, match="no finish_reason") as info:
+        await collect(make_provider("no-finish"), simple_request("no-finish"))
+    assert fake.url in info.value.message
+
+
+async def test_a_stream_cut_after_the_finish_keeps_the_reply(
+    fake: FakeServer, make_provider: MakeProvider
+) -> None:
+    # The finish reason completes the reply; only the trailer (usage, [DONE]) is lost.
+    events = await collect(make_provider("finish-no-done"), simple_request("finish-no-done"))
+    assert text_of(events) == "whole"
+    assert isinstance(events[-2], Usage) and events[-1] == Finish("stop")
+
+
 # -- configuration ------------------------------------------------------------------------------
 
 
@@ -666,9 +816,13 @@ async def test_consumer_stopping_early_closes_the_response(
 
 
 def _run(client: Any, model: str, text: str = "hi", **kwargs: Any) -> Any:
-    assistant = client.beta.assistants.create(model=model, **kwargs)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
-    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+    return _run_on(client, thread.id, model, **kwargs)
+
+
+def _run_on(client: Any, thread_id: str, model: str, **kwargs: Any) -> Any:
+    assistant = client.beta.assistants.create(model=model, **kwargs)
+    with client.beta.threads.runs.stream(thread_id=thread_id, assistant_id=assistant.id) as stream:
         stream.until_done()
     return stream
 
@@ -683,12 +837,14 @@ def test_a_run_streams_an_upstream_reply(fake, client):
     assert sent["messages"][-1]["content"] == "hi"
 
 
+WEATHER_AND_TIME = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+    for n in ("weather", "time")
+]
+
+
 def test_upstream_tool_calls_become_required_actions(fake, client):
-    tools = [
-        {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
-        for n in ("weather", "time")
-    ]
-    stream = _run(client, "openai:tools", tools=tools)
+    stream = _run(client, "openai:tools", tools=WEATHER_AND_TIME)
     run = stream.current_run
     assert run.status == "requires_action"
     calls = run.required_action.submit_tool_outputs.tool_calls
@@ -724,3 +880,44 @@ def test_upstream_timeout_and_refused_connection_fail_the_run(fake, client, monk
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
     run = _run(client, "openai:refused-e2e").current_run
     assert run.status == "failed" and f"127.0.0.1:{port}" in run.last_error.message
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "needle"),
+    [
+        ("drop-mid", "server_error", "dropped the connection"),
+        ("tool-drop", "server_error", "dropped the connection"),
+        ("not-json", "server_error", "not JSON"),
+        ("bad-content", "server_error", "malformed chunk"),
+        ("no-finish", "server_error", "no finish_reason"),
+        ("429-long", "rate_limit_exceeded", "Come back in an hour"),
+    ],
+)
+def test_upstream_faults_fail_the_run_and_free_the_thread(fake, client, monkeypatch, mode, code, needle):
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "2")
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_TIMEOUT", "1")
+    model = f"{mode}~e2e"  # a provider built now, with these settings
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    run = _run_on(client, thread.id, f"openai:{model}", tools=WEATHER_AND_TIME).current_run
+    assert run.status == "failed"
+    assert run.last_error.code == code and needle in run.last_error.message
+    assert fake.url in run.last_error.message
+    # Retried only while nothing had streamed: once for failures mid-reply, 1 + 2 for a 429.
+    assert requests_for(fake, model) == (3 if mode == "429-long" else 1)
+    # The thread is free: it takes a message and a run that completes.
+    client.beta.threads.messages.create(thread.id, role="user", content="again")
+    stream = _run_on(client, thread.id, "openai:text")
+    assert stream.get_final_run().status == "completed"
+    assert stream.get_final_messages()[0].content[0].text.value == "Hello world"
+
+
+def test_a_run_retried_before_the_first_delta_completes_once(fake, client, monkeypatch):
+    monkeypatch.setenv("IPYASSISTANT_OPENAI_MAX_RETRIES", "1")
+    model = "drop-first-once~e2e"
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    stream = _run_on(client, thread.id, f"openai:{model}")
+    assert stream.get_final_run().status == "completed"
+    assert requests_for(fake, model) == 2
+    messages = client.beta.threads.messages.list(thread.id, order="asc").data
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].content[0].text.value == "Hello world"

@@ -4,13 +4,16 @@ A run streams through the SDK. When the server stops it at ``requires_action``, 
 the function tools the model asked for (concurrently; sync tools in worker threads), submits
 their outputs and streams on, until the run ends. A tool that ends the run (``EndRun``) gets it
 cancelled on the server; so does cancelling the coroutine or interrupting a sync call, after
-which the run waits until the server has released the thread.
+which the run waits until the server has released the thread. A stream whose connection breaks
+is followed by polling the run instead; the requests that start or continue a run are never
+retried, so that a lost answer cannot start a run twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -197,7 +200,7 @@ class Run:
                 for message in self._preamble:
                     await handler.on_message_done(message)
                 await self._stream(
-                    api.beta.threads.runs.stream(
+                    _unretried(api).beta.threads.runs.stream(
                         thread_id=thread_id,
                         assistant_id=assistant_id,
                         event_handler=handler,
@@ -241,7 +244,7 @@ class Run:
             if status == "requires_action":
                 outputs = await self._call_tools()
                 await self._stream(
-                    api.beta.threads.runs.submit_tool_outputs_stream(
+                    _unretried(api).beta.threads.runs.submit_tool_outputs_stream(
                         thread_id=thread_id,
                         run_id=self.run.id,
                         tool_outputs=outputs,
@@ -275,10 +278,16 @@ class Run:
     async def _stream(
         self, manager: AsyncAssistantStreamManager[AsyncAssistantEventHandler]
     ) -> None:
+        """Follow one stream of the run; if its connection breaks, follow the run by polling."""
+        broken = False
         async with manager as handler:
             try:
                 async for event in handler:
                     self._record(event)
+            except Exception as exc:
+                if self.run is None or not _connection_lost(exc):
+                    raise  # with no run yet there is nothing to follow: it may not even exist
+                broken = True
             finally:
                 # A step still open (waiting for tool outputs) is best known from the
                 # handler, which accumulated its deltas.
@@ -286,6 +295,38 @@ class Run:
                 if open_step is not None and open_step.id in self._steps:
                     self._steps[open_step.id] = open_step
                 await handler.close()
+        if broken:
+            await self._resume()
+
+    async def _resume(self) -> None:
+        """After a broken stream: poll the run until it ends or waits for tool outputs, then
+        load its steps and messages and give the handler the completions it missed.
+
+        The handler was told of the break (``on_exception``, ``on_end``); a run that has ended
+        is then announced to it as if its stream had closed early (see :meth:`_show_end`).
+        """
+        run = self._require_run()
+        api = await client()
+        # Retrieved at least once: the status last streamed may be the one the run just left.
+        self.run = await api.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
+        await self._poll(until=TERMINAL_STATUSES | {"requires_action"})
+        streamed: dict[str, Message | RunStep] = {**self._steps, **self._messages}
+        await self._load_records()
+        handler = self._handler
+        if handler is None:
+            return
+        # In the stream's order: by completion, a message before the step that created it.
+        items: list[Message | RunStep] = [*self.messages, *self.steps]
+        for item in sorted(items, key=lambda i: i.completed_at or i.created_at):
+            before = streamed.get(item.id)
+            if item.status == "in_progress" or (before is not None and before.status == item.status):
+                continue
+            with contextlib.suppress(Exception):  # a handler's failure must not stop the run
+                if isinstance(item, Message):
+                    await handler.on_message_done(item)
+                else:
+                    await handler.on_run_step_done(item)
+        await self._show_end()
 
     def _record(self, event: AssistantStreamEvent) -> None:
         data = event.data  # deltas are other types: the snapshots come with the final events
@@ -376,6 +417,15 @@ class Run:
         run = self._require_run()
         api = await client()
         self.run = await api.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
+        await self._load_records()
+        return self
+
+    refresh = sync_twin(refresh_async)
+
+    async def _load_records(self) -> None:
+        """Load the run's steps and messages from the server (replacing the streamed ones)."""
+        run = self._require_run()
+        api = await client()
         steps = api.beta.threads.runs.steps.list(
             run.id, thread_id=run.thread_id, order="asc", limit=100
         )
@@ -384,9 +434,6 @@ class Run:
             run.thread_id, run_id=run.id, order="asc", limit=100
         )
         self._messages = {message.id: message async for message in messages}
-        return self
-
-    refresh = sync_twin(refresh_async)
 
     @on_portal
     async def images_async(self) -> list[Image]:
@@ -412,6 +459,31 @@ class Run:
         return self
 
     cancel = sync_twin(cancel_async)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a broken or timed-out connection while reading a stream.
+
+    The SDK leaves its HTTP library's errors unwrapped there: those of ``httpx2`` or ``httpx``,
+    whichever it has loaded (looked up rather than imported, not to load the one it does not use).
+    """
+    if isinstance(exc, openai.APIConnectionError):
+        return True
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is not None and isinstance(exc, module.TransportError):
+            return True
+    return False
+
+
+def _unretried(api: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
+    """``api`` without retries, for the requests that start or continue a run.
+
+    The SDK retries after connection errors even when the server may have acted on the request:
+    a retried run creation could start a second run, a retried submission submit twice. Reads
+    and cancels keep the client's retries (see :mod:`ipyassistant.settings`).
+    """
+    return api.with_options(max_retries=0)
 
 
 def _check_handler_class(

@@ -76,5 +76,13 @@ async def connect(settings: Settings) -> AsyncOpenAI:
     """
     if settings.base_url is None:
         base_url, api_key = await asyncio.to_thread(_server.start_embedded)
-        return AsyncOpenAI(base_url=base_url, api_key=api_key)
-    return AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key or "unset")
+        return AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=MAX_RETRIES)
+    return AsyncOpenAI(
+        base_url=settings.base_url, api_key=settings.api_key or "unset", max_retries=MAX_RETRIES
+    )
+
+
+#: Retries (with the SDK's exponential backoff) of a request that met a connection error, a
+#: timeout, a 429 or a 5xx. Reads and cancels are safe to repeat; the requests that start or
+#: continue a run opt out (``ipyassistant.runs``), a repeated one could start a second run.
+MAX_RETRIES = 2

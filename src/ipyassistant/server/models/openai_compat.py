@@ -7,45 +7,54 @@ them all. It is configured from the environment when it is constructed:
 - ``OPENAI_BASE_URL``: the endpoint (default: the SDK's, i.e. OpenAI's ``/v1``).
 - ``OPENAI_API_KEY``: the key. A key-less local endpoint works when ``OPENAI_BASE_URL`` is set.
 - ``IPYASSISTANT_OPENAI_TIMEOUT``: seconds to wait for a connection or the next chunk (60).
-- ``IPYASSISTANT_OPENAI_MAX_RETRIES``: retries of 429, 5xx and connection failures (2).
+- ``IPYASSISTANT_OPENAI_MAX_RETRIES``: retries of 429, 5xx and connection failures (2), made
+  only before the reply's first text or tool-call delta (never replaying output), after the
+  answer's ``Retry-After`` (at most the timeout) or an exponential backoff.
 
 Every failure the run should report (HTTP errors, timeouts, refused connections, errors inside
-the stream, a missing key) becomes a :class:`~.base.ModelError`.
+the stream, malformed chunks, a stream cut before its finish reason, a missing key) becomes a
+:class:`~.base.ModelError` naming the endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
+import logging
+import math
 import os
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+import random
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import openai
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk
 
 from .base import (
     ChatMessage,
-    Finish,
     FunctionSpec,
     ModelError,
     ModelEvent,
     ModelProvider,
     ModelRequest,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    count_tokens,
-    new_call_id,
 )
 from .env import env_number
+from .openai_reply import Reply
 from .registry import ModelRef, ProviderFactory
 
 __all__ = ["FACTORY", "OpenAICompatModel"]
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2
+#: The first retry's backoff in seconds (doubled for each further one, up to the maximum).
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
 #: Sent as the key to endpoints that need none: the SDK always sends an Authorization header,
 #: and local servers (Ollama, llama.cpp, vLLM) ignore it.
 PLACEHOLDER_API_KEY = "ipyassistant-no-key"
@@ -100,7 +109,9 @@ class OpenAICompatModel(ModelProvider):
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=api_key,
-                max_retries=self.max_retries,
+                # Retried here instead (``_open``): only until the reply's first delta, and
+                # with ``Retry-After`` bounded by the timeout.
+                max_retries=0,
                 timeout=self.timeout,
             )
             self._client_loop = loop
@@ -133,67 +144,93 @@ class OpenAICompatModel(ModelProvider):
 
     # -- streaming -----------------------------------------------------------------------------
 
+    @property
+    def where(self) -> str:
+        """The model and endpoint, as error messages name them."""
+        return f"{self.model}: the model endpoint {self.endpoint}"
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         client = self._get_client()
-        body = self.request_body(request)
-
+        response, reply, first = await self._open(client, self.request_body(request))
         # Errors are translated around each SDK call only, never around a ``yield``: an exception
         # thrown into this generator by its consumer must pass through unchanged.
-        with self._upstream_errors():
-            response = await client.chat.completions.create(**body)
         try:
-            text: list[str] = []
-            calls = _ToolCalls()
-            usage: Usage | None = None
-            reason: str | None = None
-            chunks = 0
-            iterator = response.__aiter__()
-            while True:
-                with self._upstream_errors(streaming=True):
-                    try:
-                        chunk = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        break
-                chunks += 1
-                if chunk.usage is not None:
-                    # The usage chunk comes last with no choices (some servers send usage on
-                    # every chunk: the last one counts).
-                    usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens or 0,
-                        completion_tokens=chunk.usage.completion_tokens or 0,
-                    )
-                for choice in chunk.choices or []:
-                    if choice.index:  # only one completion is requested (n=1)
-                        continue
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        text.append(delta.content)
-                        yield TextDelta(delta.content)
-                    if delta is not None and delta.tool_calls:
-                        for position, tool_call in enumerate(delta.tool_calls):
-                            event = calls.add(tool_call, position)
-                            if event is not None:
-                                yield event
-                    if choice.finish_reason:
-                        reason = choice.finish_reason
+            for event in first:
+                yield event
+            while (chunk := await self._next_chunk(response)) is not None:
+                for event in reply.read(chunk):
+                    yield event
         finally:
-            # Also when the consumer stops early: release the connection (the SDK closes it
-            # itself after the last chunk or an error, so failures here are of no interest).
-            with contextlib.suppress(Exception):
-                await response.close()
+            # Also when the consumer stops early: release the connection.
+            await _close(response)
+        for event in reply.end(self.count_tokens(request.messages)):
+            yield event
 
-        if chunks == 0:
-            raise ModelError(
-                f"{self.model}: the model endpoint {self.endpoint} sent no completion chunks; "
-                "is OPENAI_BASE_URL an OpenAI-compatible endpoint (usually ending in /v1)?"
-            )
-        if usage is None:
-            usage = Usage(
-                prompt_tokens=self.count_tokens(request.messages),
-                completion_tokens=count_tokens("".join(text)) + calls.token_estimate(),
-            )
-        yield usage
-        yield Finish(_finish_reason(reason, calls.seen))
+    async def _open(
+        self, client: openai.AsyncOpenAI, body: dict[str, Any]
+    ) -> tuple[AsyncStream[ChatCompletionChunk], Reply, list[ModelEvent]]:
+        """Send the request and read up to the reply's first events, retrying failures until then.
+
+        Nothing has reached the run before the first text or tool-call delta, so a retry cannot
+        repeat output; after it, a failure ends the run (see :meth:`stream`).
+        """
+        attempt = 0
+        while True:
+            reply = Reply(self.where)
+            response: AsyncStream[ChatCompletionChunk] | None = None
+            try:
+                with self._upstream_errors():
+                    response = await client.chat.completions.create(**body)
+                while (chunk := await self._next_chunk(response)) is not None:
+                    events = reply.read(chunk)
+                    if events:
+                        return response, reply, events
+                return response, reply, []
+            except BaseException as exc:  # cancellation included: release the connection
+                if response is not None:
+                    await _close(response)
+                if not isinstance(exc, ModelError):
+                    raise
+                delay = self._retry_delay(exc.__cause__, attempt)
+                if delay is None:
+                    raise
+                log.info("%s; retrying in %.2f s", exc.message, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _next_chunk(
+        self, response: AsyncStream[ChatCompletionChunk]
+    ) -> ChatCompletionChunk | None:
+        """The next chunk, or ``None`` at the end of the stream."""
+        with self._upstream_errors(streaming=True):
+            try:
+                return await response.__anext__()
+            except StopAsyncIteration:
+                return None
+
+    def _retry_delay(self, cause: BaseException | None, attempt: int) -> float | None:
+        """Seconds to wait before retrying after ``cause``, or ``None`` not to retry.
+
+        429, 408, 409 and 5xx answers and connection failures (timeouts included) are retried
+        ``max_retries`` times. The wait is the answer's ``Retry-After`` if it has one, else an
+        exponential backoff with jitter; never more than the timeout, so that a server asking
+        for minutes fails the run instead of holding it.
+        """
+        if attempt >= self.max_retries:
+            return None
+        if isinstance(cause, openai.APIStatusError):
+            status = cause.status_code
+            if status not in (408, 409, 429) and status < 500:
+                return None
+            delay = _retry_after(cause.response.headers)
+        elif isinstance(cause, openai.APIConnectionError):
+            delay = None
+        else:
+            return None
+        if delay is None:
+            delay = min(INITIAL_RETRY_DELAY * 2**attempt, MAX_RETRY_DELAY)
+            delay *= 1 - 0.25 * random.random()
+        return min(max(delay, 0.0), self.timeout)
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
         """The Chat Completions request for ``request`` (keyword arguments of ``create``)."""
@@ -222,7 +259,7 @@ class OpenAICompatModel(ModelProvider):
     @contextlib.contextmanager
     def _upstream_errors(self, streaming: bool = False) -> Iterator[None]:
         """Turn the SDK's exceptions into :class:`ModelError` with a message a user can act on."""
-        where = f"{self.model}: the model endpoint {self.endpoint}"
+        where = self.where
         try:
             yield
         except openai.RateLimitError as exc:
@@ -334,67 +371,27 @@ def _tool_choice(choice: str) -> str | dict[str, Any]:
 # -- the response -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Slot:
-    index: int
-    id: str
-    name: str | None
+async def _close(response: AsyncStream[ChatCompletionChunk]) -> None:
+    """Release the connection (the SDK closes it itself after the last chunk or an error)."""
+    with contextlib.suppress(Exception):
+        await response.close()
 
 
-class _ToolCalls:
-    """Tool-call deltas renumbered from 0, with ``id`` and ``name`` on each call's first delta.
-
-    Servers differ: some omit ``index`` (every call arrives whole), some put every call at
-    index 0 with a fresh id, some repeat the id on every delta. A new id at a known index is
-    therefore a new call, and a call without an id gets one.
-    """
-
-    def __init__(self) -> None:
-        self._slots: dict[int, _Slot] = {}
-        self._arguments: list[str] = []
-        self.names: list[str] = []
-
-    @property
-    def seen(self) -> bool:
-        return bool(self.names) or bool(self._slots)
-
-    def add(self, delta: Any, position: int) -> ToolCallDelta | None:
-        key = delta.index if isinstance(delta.index, int) else position
-        function = delta.function
-        name = function.name if function is not None else None
-        arguments = (function.arguments if function is not None else None) or ""
-        slot = self._slots.get(key)
-        if slot is None or (delta.id and delta.id != slot.id):
-            slot = _Slot(len(self._arguments), delta.id or new_call_id(), name)
-            self._slots[key] = slot
-            self._arguments.append(arguments)
-            if name:
-                self.names.append(name)
-            return ToolCallDelta(slot.index, arguments=arguments, id=slot.id, name=name)
-        self._arguments[slot.index] += arguments
-        if name and slot.name is None:  # the name came after the id
-            slot.name = name
-            self.names.append(name)
-            return ToolCallDelta(slot.index, arguments=arguments, name=name)
-        return ToolCallDelta(slot.index, arguments=arguments) if arguments else None
-
-    def token_estimate(self) -> int:
-        return sum(count_tokens(name) for name in self.names) + sum(
-            count_tokens(arguments) for arguments in self._arguments
-        )
-
-
-def _finish_reason(reason: str | None, tool_calls: bool) -> Literal["stop", "length", "tool_calls"]:
-    """The finish reason the engine acts on.
-
-    Whether there are tool calls decides between ``tool_calls`` and ``stop``, not the upstream
-    word: some servers say ``stop`` after tool calls, legacy ones ``function_call``, and a
-    ``tool_calls`` without any call would leave the run waiting for nothing. ``content_filter``
-    and unknown reasons end the reply like ``stop``.
-    """
-    if reason == "length":
-        return "length"
-    return "tool_calls" if tool_calls else "stop"
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The seconds a 429 or 5xx answer asks to wait (``retry-after-ms`` or ``Retry-After``)."""
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(header)
+        if value is None:
+            continue
+        with contextlib.suppress(ValueError):
+            seconds = float(value) * scale
+            if math.isfinite(seconds):
+                return seconds
+    date = headers.get("retry-after")
+    if date:
+        with contextlib.suppress(TypeError, ValueError):
+            return email.utils.parsedate_to_datetime(date).timestamp() - time.time()
+    return None
 
 
 def _upstream_message(exc: openai.APIError) -> str:
