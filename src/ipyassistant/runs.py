@@ -40,6 +40,7 @@ from .exceptions import EndRun, IpyassistantError, LifecycleError, ThreadBusyErr
 from .formatting import image_file_ids
 from .images import Image
 from .instructions import render_instructions
+from .settings import unretried
 from .tools import CodeInterpreterTool, FunctionTool, Tool, as_tools, function_tool
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ class Run:
                 for message in self._preamble:
                     await handler.on_message_done(message)
                 await self._stream(
-                    _unretried(api).beta.threads.runs.stream(
+                    unretried(api).beta.threads.runs.stream(
                         thread_id=thread_id,
                         assistant_id=assistant_id,
                         event_handler=handler,
@@ -244,7 +245,7 @@ class Run:
             if status == "requires_action":
                 outputs = await self._call_tools()
                 await self._stream(
-                    _unretried(api).beta.threads.runs.submit_tool_outputs_stream(
+                    unretried(api).beta.threads.runs.submit_tool_outputs_stream(
                         thread_id=thread_id,
                         run_id=self.run.id,
                         tool_outputs=outputs,
@@ -474,16 +475,6 @@ def _connection_lost(exc: BaseException) -> bool:
         if module is not None and isinstance(exc, module.TransportError):
             return True
     return False
-
-
-def _unretried(api: openai.AsyncOpenAI) -> openai.AsyncOpenAI:
-    """``api`` without retries, for the requests that start or continue a run.
-
-    The SDK retries after connection errors even when the server may have acted on the request:
-    a retried run creation could start a second run, a retried submission submit twice. Reads
-    and cancels keep the client's retries (see :mod:`ipyassistant.settings`).
-    """
-    return api.with_options(max_retries=0)
 
 
 def _check_handler_class(

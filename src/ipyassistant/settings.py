@@ -86,3 +86,14 @@ async def connect(settings: Settings) -> AsyncOpenAI:
 #: timeout, a 429 or a 5xx. Reads and cancels are safe to repeat; the requests that start or
 #: continue a run opt out (``ipyassistant.runs``), a repeated one could start a second run.
 MAX_RETRIES = 2
+
+
+def unretried(api: AsyncOpenAI) -> AsyncOpenAI:
+    """``api`` without retries, for requests that must not be sent twice.
+
+    The SDK retries after connection errors even when the server may have acted on the request:
+    a retried run creation could start a second run, a retried submission submit twice, a
+    retried message be added twice. Reads and cancels keep the client's retries
+    (:data:`MAX_RETRIES`).
+    """
+    return api.with_options(max_retries=0)

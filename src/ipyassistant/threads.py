@@ -18,6 +18,7 @@ from . import _hooks
 from ._portal import SyncContext, client, on_portal, sync_twin
 from .exceptions import LifecycleError, ThreadBusyError
 from .runs import Run
+from .settings import unretried
 
 if TYPE_CHECKING:
     from .assistants import Assistant
@@ -141,7 +142,7 @@ class Thread(BaseModel, SyncContext):
         ]
         thread_id = await self.ensure_created()
         try:
-            return await api.beta.threads.messages.create(
+            return await unretried(api).beta.threads.messages.create(
                 thread_id,
                 role="user",
                 content=content,  # type: ignore[arg-type]
