@@ -23,6 +23,8 @@ hljs.registerAliases(["py", "ipython", "python3"], { languageName: "python" });
 hljs.registerAliases(["sh", "shell", "console", "zsh"], { languageName: "bash" });
 
 const marked = new Marked({ gfm: true, breaks: false, async: false });
+/** For what a person typed: each line break is one (a model's markdown follows the spec). */
+const typed = new Marked({ gfm: true, breaks: true, async: false });
 
 const FORBID_TAGS = [
   "style", "form", "input", "button", "textarea", "select", "option", "iframe", "frame",
@@ -159,8 +161,8 @@ export function insertButton(text: () => string, doc: Document = document): HTML
 }
 
 /** Markdown to a sanitised fragment with highlighted code blocks. */
-export function renderMarkdown(text: string, doc: Document = document): DocumentFragment {
-  const html = marked.parse(text) as string;
+export function renderMarkdown(text: string, doc: Document = document, breaks = false): DocumentFragment {
+  const html = (breaks ? typed : marked).parse(text) as string;
   const fragment = sanitize(html, doc);
   decorateCode(fragment, doc);
   return fragment;

@@ -133,7 +133,7 @@ export function renderMessage(item: MessageItem, ctx: RenderContext): HTMLElemen
   for (const block of item.blocks) {
     if (block.type === "text") {
       const part = el(ctx.doc, "div", "ipa-text");
-      part.append(renderMarkdown(block.text, ctx.doc));
+      part.append(renderMarkdown(block.text, ctx.doc, item.role === "user"));
       body.append(part);
     } else if (block.type === "refusal") {
       body.append(el(ctx.doc, "div", "ipa-refusal", block.text));

@@ -193,7 +193,7 @@ async def test_a_message_sent_right_after_an_early_stop_is_answered(comms: Comms
     assert [texts(t, "user") for t in panel.turns] == [["kept"]]
 
 
-async def test_messages_sent_during_a_reply_wait_their_turn_and_stop_drops_them(
+async def test_messages_sent_during_a_reply_wait_their_turn_and_stop_gives_them_back(
     comms: Comms,
 ) -> None:
     panel = ChatPanel(Assistant(), Thread())
@@ -206,12 +206,14 @@ async def test_messages_sent_during_a_reply_wait_their_turn_and_stop_drops_them(
     assert panel.queued == []
 
     send(comm, "/sleep 30")
-    send(comm, "dropped")
+    send(comm, "not sent\nbut kept")
     await run_status(panel, "in_progress")
     comm.receive({"type": "stop"})
     await settle(panel, timeout=20)
     assert len(panel.turns) == 3 and panel.queued == []
     assert panel.turns[2]["run"]["status"] == "cancelled"
+    # Not sent, and not lost: its words go back to the browser's input box.
+    assert customs(comm, "unsent") == [{"type": "unsent", "texts": ["not sent\nbut kept"]}]
 
 
 async def test_an_error_shows_in_the_turn_and_the_panel_goes_on(comms: Comms) -> None:

@@ -22,6 +22,8 @@ Messages (custom comm messages)::
       {"type": "image", "file_id": ...} + [bytes]          an image the live turn shows
       {"type": "snapshot", "live": {"turn", "state"} | None, "images": [file_id, ...]}
                                   + [bytes, ...]           the answer to ``snapshot?``
+      {"type": "unsent", "texts": [str, ...]}              Stop dropped these queued messages:
+                                                           back into the input box
 
 Synced traits: ``history`` (a view state of the thread's messages before the panel),
 ``turns`` (one finished view state per turn, appended when a turn ends), ``images`` (bytes by
@@ -40,7 +42,7 @@ Stop cancels the run on the server, so that its stream ends with ``thread.run.ca
 the turn shows it; a turn that has no run yet, or whose run waits for its function tools, is
 cancelled as a task instead (the client then cancels the run), as is a run whose server does
 not end it within :data:`STOP_GRACE_SECONDS`. Messages sent while a turn runs wait in
-``queued``; Stop drops them too.
+``queued``; Stop takes them off the queue and gives their words back to the input box.
 """
 
 from __future__ import annotations
@@ -255,10 +257,12 @@ class ChatPanel(LiveWidget):
             self.queued = [m.text for m in self._queue]
 
     def stop(self) -> None:
-        """Cancel the running turn's run and drop the queued messages."""
+        """Cancel the running turn's run; the queued messages go back to the input box."""
         if not hasattr(self, "_queue"):  # a panel whose construction failed
             return
         if self._queue:
+            # Not sent, and not lost: the browser puts their words back in the box.
+            self.send({"type": "unsent", "texts": [m.text for m in self._queue]})
             self._queue.clear()
             self.queued = []
         current = self._current
