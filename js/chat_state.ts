@@ -25,7 +25,8 @@ export type PanelMessage =
   | { type: "live"; turn: number; state: ViewState | null }
   | { type: "patch"; ops: Op[] }
   | { type: "image"; file_id: string }
-  | { type: "snapshot"; live: LiveTurn | null; images?: string[] };
+  | { type: "snapshot"; live: LiveTurn | null; images?: string[] }
+  | { type: "unsent"; texts: string[] };
 
 /** A file picked for the next message. */
 export interface Attachment {
@@ -37,7 +38,7 @@ export interface Attachment {
  * What changed: the conversation (`full`: rebuild it, else turns were appended), or the live
  * turn (a `reset` when it started, ended or was replaced; its ops; images anywhere).
  */
-export type ChatEvent = { kind: "conversation"; full: boolean } | LiveEvent;
+export type ChatEvent = { kind: "conversation"; full: boolean } | { kind: "draft" } | LiveEvent;
 
 function viewStates(turns: unknown): ViewState[] {
   return Array.isArray(turns) ? turns.filter(isViewState).map(cloneState) : [];
@@ -55,6 +56,8 @@ export class ChatState {
   draft = "";
   /** The files picked and not sent. */
   files: Attachment[] = [];
+  /** The texts sent from this model's views, oldest first (Up in an empty box recalls them). */
+  sent: string[] = [];
   private listeners = new Set<(event: ChatEvent) => void>();
 
   constructor(history: unknown, turns: unknown, images?: Record<string, Buffer> | null) {
@@ -118,6 +121,10 @@ export class ChatState {
     } else if (msg.type === "patch" || msg.type === "image") {
       // Patches between two turns have nothing to apply to.
       if (msg.type === "image" || this.liveTurn !== null) this.stream.receive(msg, buffers);
+    } else if (msg.type === "unsent" && Array.isArray(msg.texts)) {
+      // Stop dropped queued messages: their words go back in the box, before what is typed.
+      this.draft = [...msg.texts, this.draft].filter((t) => t.trim()).join("\n\n");
+      this.emit({ kind: "draft" });
     } else if (msg.type === "snapshot") {
       const ids = this.stream.storeImages(msg.images, buffers);
       const live = msg.live && isViewState(msg.live.state) ? msg.live : null;

@@ -162,6 +162,12 @@ export class ChatView {
 
   private onKey(event: KeyboardEvent): void {
     event.stopPropagation();
+    if (event.key === "ArrowUp" && !this.input.value && this.state.sent.length) {
+      // Up in an empty box: the last message sent, to edit and send again.
+      event.preventDefault();
+      this.setDraft(this.state.sent[this.state.sent.length - 1]);
+      return;
+    }
     if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     event.preventDefault();
     this.submit();
@@ -173,11 +179,20 @@ export class ChatView {
     const files = this.state.files;
     if ((!text.trim() && files.length === 0) || this.reading > 0) return;
     this.actions.send(text, files);
+    this.state.sent.push(text);
     this.input.value = "";
     this.state.draft = "";
     this.state.files = [];
     this.note.textContent = "";
     this.renderFiles();
+    this.fit();
+    this.updateButtons();
+  }
+
+  /** Show `text` in the box (and keep it as the draft). */
+  setDraft(text: string): void {
+    this.input.value = text;
+    this.state.draft = text;
     this.fit();
     this.updateButtons();
   }
@@ -267,6 +282,10 @@ export class ChatView {
   // -- the conversation -----------------------------------------------------------------------
 
   private onState(event: ChatEvent): void {
+    if (event.kind === "draft") {
+      this.setDraft(this.state.draft);
+      return;
+    }
     this.frames.add((batch) => {
       if (event.kind !== "conversation") foldLive(batch, event);
       else batch.conversation = event.full || batch.conversation === "full" ? "full" : "append";

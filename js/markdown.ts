@@ -14,6 +14,8 @@ import json from "highlight.js/lib/languages/json";
 import python from "highlight.js/lib/languages/python";
 import { Marked } from "marked";
 
+import { frontend } from "./toolkit/frontend";
+
 hljs.registerLanguage("python", python);
 hljs.registerLanguage("json", json);
 hljs.registerLanguage("bash", bash);
@@ -21,6 +23,8 @@ hljs.registerAliases(["py", "ipython", "python3"], { languageName: "python" });
 hljs.registerAliases(["sh", "shell", "console", "zsh"], { languageName: "bash" });
 
 const marked = new Marked({ gfm: true, breaks: false, async: false });
+/** For what a person typed: each line break is one (a model's markdown follows the spec). */
+const typed = new Marked({ gfm: true, breaks: true, async: false });
 
 const FORBID_TAGS = [
   "style", "form", "input", "button", "textarea", "select", "option", "iframe", "frame",
@@ -79,7 +83,8 @@ export function decorateCode(root: ParentNode, doc: Document = document): void {
     highlight(code as HTMLElement);
     const pre = code.parentElement as HTMLElement;
     pre.classList.add("ipa-code");
-    pre.prepend(copyButton(() => code.textContent ?? "", doc));
+    const text = (): string => code.textContent ?? "";
+    pre.prepend(codeActions(doc, copyButton(text, doc), insertButton(text, doc)));
   }
 }
 
@@ -116,9 +121,48 @@ export function copyButton(text: () => string, doc: Document = document): HTMLEl
   return button;
 }
 
+/** The buttons of a code block, in one row at its corner. */
+export function codeActions(doc: Document, ...buttons: HTMLElement[]): HTMLElement {
+  const row = doc.createElement("div");
+  row.className = "ipa-code-actions";
+  row.append(...buttons);
+  return row;
+}
+
+/**
+ * "Insert into a new cell": the front end's command puts the code below the cell showing it
+ * (JupyterLab, with the package's extension); elsewhere the code is copied instead.
+ */
+export function insertButton(text: () => string, doc: Document = document): HTMLElement {
+  const button = doc.createElement("button");
+  button.type = "button";
+  button.className = "ipa-insert";
+  button.title = "Insert into a new cell below";
+  button.setAttribute("aria-label", "Insert into a new cell");
+  button.textContent = "Insert";
+  button.addEventListener("click", (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    const done = (label: string): void => {
+      button.textContent = label;
+      doc.defaultView?.setTimeout(() => (button.textContent = "Insert"), 1500);
+    };
+    const insert = frontend()?.insertCell(text(), button) ?? Promise.resolve(false);
+    void insert.then(
+      (inserted) => {
+        if (inserted) return done("Inserted");
+        const clipboard = doc.defaultView?.navigator.clipboard;
+        void clipboard?.writeText(text()).then(() => done("Copied: paste into a cell"), () => undefined);
+      },
+      () => undefined,
+    );
+  });
+  return button;
+}
+
 /** Markdown to a sanitised fragment with highlighted code blocks. */
-export function renderMarkdown(text: string, doc: Document = document): DocumentFragment {
-  const html = marked.parse(text) as string;
+export function renderMarkdown(text: string, doc: Document = document, breaks = false): DocumentFragment {
+  const html = (breaks ? typed : marked).parse(text) as string;
   const fragment = sanitize(html, doc);
   decorateCode(fragment, doc);
   return fragment;

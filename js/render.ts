@@ -4,7 +4,7 @@
  * only the items a batch of ops changed.
  */
 
-import { copyButton, highlight, renderMarkdown } from "./markdown";
+import { codeActions, copyButton, highlight, insertButton, renderMarkdown } from "./markdown";
 import { el } from "./toolkit/dom";
 import {
   noChanges,
@@ -133,7 +133,7 @@ export function renderMessage(item: MessageItem, ctx: RenderContext): HTMLElemen
   for (const block of item.blocks) {
     if (block.type === "text") {
       const part = el(ctx.doc, "div", "ipa-text");
-      part.append(renderMarkdown(block.text, ctx.doc));
+      part.append(renderMarkdown(block.text, ctx.doc, item.role === "user"));
       body.append(part);
     } else if (block.type === "refusal") {
       body.append(el(ctx.doc, "div", "ipa-refusal", block.text));
@@ -174,11 +174,13 @@ function section(label: string, content: HTMLElement, ctx: RenderContext): HTMLE
   return part;
 }
 
-function codeBlock(text: string, language: string | null, ctx: RenderContext): HTMLElement {
+function codeBlock(text: string, language: string | null, ctx: RenderContext, insert = false): HTMLElement {
   const pre = el(ctx.doc, "pre", "ipa-code");
   const code = el(ctx.doc, "code", language ? `language-${language}` : undefined, text);
   if (language) highlight(code, language);
-  pre.append(copyButton(() => text, ctx.doc), code);
+  const buttons = [copyButton(() => text, ctx.doc)];
+  if (insert) buttons.push(insertButton(() => text, ctx.doc));
+  pre.append(codeActions(ctx.doc, ...buttons), code);
   return pre;
 }
 
@@ -211,7 +213,7 @@ export function renderToolCall(item: ToolCallItem, ctx: RenderContext): HTMLElem
 export function renderCode(item: CodeItem, ctx: RenderContext): HTMLElement {
   const title = [badge(item.status, ctx), el(ctx.doc, "span", "ipa-name", "Code interpreter")];
   const details = card(item, title, ctx, true);
-  details.append(codeBlock(item.code, "python", ctx));
+  details.append(codeBlock(item.code, "python", ctx, true));
   if (item.logs) {
     const logs = el(ctx.doc, "pre", "ipa-logs", item.logs);
     details.append(section("Logs", logs, ctx));

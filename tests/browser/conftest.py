@@ -53,6 +53,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             shutil.copy(notebook, root / notebook.name)
     port, token = _free_port(), secrets.token_hex(16)
     home = tmp_path_factory.mktemp("home")
+    # JupyterLab loads the extension built from the code under test (its data directory is
+    # searched before the environment's).
+    extension = Path(__file__).resolve().parents[2] / "src/ipyassistant/static/labextension"
+    if extension.is_dir():
+        (home / "data/labextensions").mkdir(parents=True)
+        (home / "data/labextensions/ipyassistant-widgets").symlink_to(extension)
     env = {
         **os.environ,
         # The notebooks run offline on the test model, with their own data directory.

@@ -183,6 +183,37 @@ describe("the input box", () => {
     view.dispose();
   });
 
+  it("recalls the last message with Up in an empty box", () => {
+    const actions = new Recorder();
+    const view = new ChatView(host, new ChatState(emptyState(), []), actions);
+    type(view, "first\nsecond line");
+    key(view.input, { key: "Enter" });
+    const event = key(view.input, { key: "ArrowUp" });
+    expect(event.defaultPrevented).toBe(true);
+    expect(view.input.value).toBe("first\nsecond line");
+    key(view.input, { key: "ArrowUp" }); // the box is not empty now: Up moves the caret
+    expect(view.input.value).toBe("first\nsecond line");
+    view.dispose();
+  });
+
+  it("puts messages that Stop took off the queue back into the box", () => {
+    const state = new ChatState(emptyState(), []);
+    const view = new ChatView(host, state, new Recorder());
+    type(view, "typed since");
+    state.receive({ type: "unsent", texts: ["queued one", "queued two"] });
+    expect(view.input.value).toBe("queued one\n\nqueued two\n\ntyped since");
+    expect(view.sendButton.disabled).toBe(false);
+    view.dispose();
+  });
+
+  it("shows the line breaks of what a person typed", () => {
+    const state = new ChatState(emptyState(), [turn("line one\nline two", "a\nb")]);
+    const view = new ChatView(host, state, new Recorder());
+    expect(host.querySelector(".ipa-role-user .ipa-text br")).not.toBeNull();
+    expect(host.querySelector(".ipa-role-assistant .ipa-text br")).toBeNull();
+    view.dispose();
+  });
+
   it("keeps Shift+Enter for a new line", () => {
     const actions = new Recorder();
     const view = new ChatView(host, new ChatState(emptyState(), []), actions);

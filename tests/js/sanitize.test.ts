@@ -107,7 +107,8 @@ describe("model-written markdown", () => {
     expect(link.rel).toBe("noopener noreferrer");
     expect(link.target).toBe("_blank");
     expect(host.querySelector("pre code .hljs-keyword")?.textContent).toBe("def");
-    expect(host.querySelector("pre > button.ipa-copy")).not.toBeNull();
+    expect(host.querySelector("pre > .ipa-code-actions > button.ipa-copy")).not.toBeNull();
+    expect(host.querySelector("pre > .ipa-code-actions > button.ipa-insert")?.getAttribute("aria-label")).toBe("Insert into a new cell");
     expect(host.querySelector("table td")?.textContent).toBe("1");
   });
 

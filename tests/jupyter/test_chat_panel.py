@@ -13,6 +13,7 @@ from jupyter_helpers import Comms, RecordingComm
 from _wait import wait_until_async
 from ipyassistant import Assistant, CodeInterpreter, Thread
 from ipyassistant.jupyter import ChatPanel
+from ipyassistant.jupyter import chat_panel as chat_panel_module
 from ipyassistant.jupyter.view_state import ViewState, apply_ops
 
 #: The client talks to the embedded server (its data in a temporary folder), model ``test``.
@@ -89,6 +90,33 @@ async def test_a_sent_message_streams_its_reply_without_blocking_the_loop(comms:
     assert patch_threads == {"ipyassistant-portal"}
     bundle = panel._repr_mimebundle_()
     assert bundle is not None and "0 1 2 3 4" in bundle[0]["text/html"]
+    # The saved conversation travels beside the live widget, naming it.
+    saved = bundle[0]["application/vnd.ipyassistant.view+json"]
+    assert saved["kind"] == "chat" and saved["model_id"] == panel.model_id
+    assert [state["run"] for state in saved["states"]][1:] == [turn["run"]]
+    assert "application/vnd.jupyter.widget-view+json" in bundle[0]
+
+
+async def test_each_finished_turn_rewrites_the_displayed_conversation(
+    comms: Comms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        chat_panel_module,
+        "display",
+        lambda data, **kw: shown.append(("display", data)) or None,
+    )
+    monkeypatch.setattr(
+        chat_panel_module,
+        "update_display",
+        lambda data, **kw: shown.append((kw["display_id"], data)),
+    )
+    panel = ChatPanel(Assistant(), Thread())
+    panel._ipython_display_()
+    send(comms.of(panel), "first words")
+    await settle(panel)
+    assert [kind for kind, _ in shown] == ["display", panel._display_id]
+    assert "echo: first words" in shown[-1][1]["text/html"]
 
 
 async def test_stop_cancels_the_run_and_the_next_message_works(comms: Comms) -> None:
@@ -165,7 +193,7 @@ async def test_a_message_sent_right_after_an_early_stop_is_answered(comms: Comms
     assert [texts(t, "user") for t in panel.turns] == [["kept"]]
 
 
-async def test_messages_sent_during_a_reply_wait_their_turn_and_stop_drops_them(
+async def test_messages_sent_during_a_reply_wait_their_turn_and_stop_gives_them_back(
     comms: Comms,
 ) -> None:
     panel = ChatPanel(Assistant(), Thread())
@@ -178,12 +206,14 @@ async def test_messages_sent_during_a_reply_wait_their_turn_and_stop_drops_them(
     assert panel.queued == []
 
     send(comm, "/sleep 30")
-    send(comm, "dropped")
+    send(comm, "not sent\nbut kept")
     await run_status(panel, "in_progress")
     comm.receive({"type": "stop"})
     await settle(panel, timeout=20)
     assert len(panel.turns) == 3 and panel.queued == []
     assert panel.turns[2]["run"]["status"] == "cancelled"
+    # Not sent, and not lost: its words go back to the browser's input box.
+    assert customs(comm, "unsent") == [{"type": "unsent", "texts": ["not sent\nbut kept"]}]
 
 
 async def test_an_error_shows_in_the_turn_and_the_panel_goes_on(comms: Comms) -> None:

@@ -15,6 +15,7 @@ from ipyassistant.assistants import DEFAULT_HANDLER, choose_handler
 from ipyassistant.jupyter import RunView, WidgetHandler
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+VIEW_MIME = "application/vnd.ipyassistant.view+json"
 
 
 def roll_dice(n_dice: int = 2) -> list[int]:
@@ -149,7 +150,9 @@ def test_a_run_displays_as_a_view_of_its_messages_and_tool_calls(in_a_notebook: 
         '/call roll_dice {"n_dice": 3}', event_handler_class=None
     )
     data, _ = in_a_notebook.display_formatter.format(run)
-    assert WIDGET_VIEW in data and data["text/plain"] == repr(run)
+    # A finished run needs no live widget: its bundle renders without a kernel.
+    assert VIEW_MIME in data and WIDGET_VIEW not in data and data["text/plain"] == repr(run)
+    assert data[VIEW_MIME]["states"][0]["run"]["status"] == "completed"
     html = data["text/html"]
     text_of(html, "roll_dice", "[6,6,6]", "Tool results:", "run completed")
     assert html.index("roll_dice") < html.index("Tool results:")
@@ -177,7 +180,7 @@ def test_a_thread_displays_as_its_transcript_with_tool_calls_where_they_happened
         raise EndRun
 
     thread = Thread()
-    assert WIDGET_VIEW in thread._repr_mimebundle_()[0]  # not created yet: an empty view
+    assert VIEW_MIME in thread._repr_mimebundle_()[0]  # not created yet: an empty view
     thread.add("a note first")
     ai = Assistant(tools=[roll_dice])
     ai.say("first question", thread=thread, event_handler_class=None)

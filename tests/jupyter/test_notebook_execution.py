@@ -30,6 +30,7 @@ from ipyassistant.server.models.local.loop_guard import distinct_ngram_ratio
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+VIEW_MIME = "application/vnd.ipyassistant.view+json"
 #: Seconds one cell may take (a code interpreter kernel starting on a busy machine).
 CELL_TIMEOUT = 240
 
@@ -138,20 +139,23 @@ def test_the_quickstart_has_the_cells_the_browser_test_relies_on() -> None:
 
 
 @pytest.mark.slow
-def test_the_executed_quickstart_shows_live_views_with_a_static_transcript(
+def test_the_executed_quickstart_keeps_each_finished_view_without_a_widget(
     execute: Execute,
 ) -> None:
     nb = execute(NOTEBOOKS / "quickstart.ipynb")
-    views = [o for o in outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    # Each live view was replaced, under its display id, by what renders without a kernel.
+    assert not [o for o in outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    views = [o for o in outputs(nb) if VIEW_MIME in o.get("data", {})]
     assert len(views) == 3  # the %%assistant cell, the dice and the plot
     for view in views:
         assert "ipa-transcript" in view["data"]["text/html"]
+        assert view["data"][VIEW_MIME]["states"][0]["run"]["status"] == "completed"
     reply, dice, plot = (view["data"]["text/html"] for view in views)
     assert "echo: Hello! What can you do?" in reply
     assert assistant_replies(reply) == ["echo: Hello! What can you do?"]
     assert "roll_dice" in dice and "Tool results:" in dice
     assert 'src="data:image/png;base64,' in plot
-    assert "widgets" in nb.metadata  # nbclient saved the widget state
+    assert views[2]["data"][VIEW_MIME]["images"]  # the plot's bytes, for the extension
 
 
 @pytest.mark.slow
@@ -185,10 +189,6 @@ def test_the_quickstart_exported_to_html_shows_the_reply_and_the_plot(execute: E
     assert "Tool call <code>roll_dice</code> (completed)" in html
     assert '<img alt="file-' in html and 'src="data:image/png;base64,' in html
 
-    # With the widget state kept, the export carries the live views for its widget manager.
-    with_state, _ = HTMLExporter().from_notebook_node(execute(NOTEBOOKS / "quickstart.ipynb"))
-    assert 'type="application/vnd.jupyter.widget-view+json"' in with_state
-    assert "echo: Hello! What can you do?" in with_state  # in the saved widget state
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from jupyter_helpers import SDK_EVENT, Comms, events, load
 
 from ipyassistant.jupyter import RunView, WidgetHandler, files_fetcher
 from ipyassistant.jupyter import widgets as widgets_module
+from ipyassistant.jupyter.saved import VIEW_MIME
 from ipyassistant.jupyter.view_state import item_from_message, items_from_step
 
 WEATHER = {
@@ -100,15 +101,21 @@ def test_without_a_view_a_background_thread_never_displays(
     assert {m.thread for m in comms.of(handler.view).sent[1:]} == {"ipyassistant-portal"}
 
 
-async def test_the_transcript_is_refreshed_when_the_run_ends(
+async def test_the_finished_run_replaces_its_live_view_and_closes_the_widget(
     comms: Comms, displays: Displays
 ) -> None:
     kwargs = WidgetHandler.prepare()
     handler = WidgetHandler(**kwargs)
     for event in events(load("text")):
         await handler.on_event(SDK_EVENT.validate_python(event))
-    assert displays.updates == [(kwargs["view"], "MainThread")]
-    assert "echo: Hello there" in kwargs["view"]._repr_mimebundle_()[0]["text/html"]
+    [(bundle, thread)] = displays.updates
+    assert thread == "MainThread"
+    # What the notebook keeps renders without a kernel: no widget view in it.
+    assert set(bundle) == {VIEW_MIME, "text/html", "text/plain"}
+    assert bundle[VIEW_MIME]["states"][0]["run"]["status"] == "completed"
+    assert "echo: Hello there" in bundle["text/html"]
+    view = kwargs["view"]
+    assert view.comm is None  # closed: saved widget state does not carry it
 
 
 # -- real streams ------------------------------------------------------------------------------

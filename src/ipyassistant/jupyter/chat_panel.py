@@ -22,12 +22,16 @@ Messages (custom comm messages)::
       {"type": "image", "file_id": ...} + [bytes]          an image the live turn shows
       {"type": "snapshot", "live": {"turn", "state"} | None, "images": [file_id, ...]}
                                   + [bytes, ...]           the answer to ``snapshot?``
+      {"type": "unsent", "texts": [str, ...]}              Stop dropped these queued messages:
+                                                           back into the input box
 
 Synced traits: ``history`` (a view state of the thread's messages before the panel),
 ``turns`` (one finished view state per turn, appended when a turn ends), ``images`` (bytes by
 file id), ``busy``, ``queued`` (messages waiting for the running turn) and ``attachments``
 (whether files can be attached). So a reloaded page, or a notebook saved with its widget
-state, shows the whole conversation.
+state, shows the whole conversation. The panel is displayed under a display id, and each
+finished turn rewrites that display's saved conversation (:mod:`.saved`): a notebook reopened
+without its kernel, nbconvert and GitHub show the whole chat.
 
 Streaming follows :class:`RunView`'s rules: the stream's events arrive on the portal thread,
 are folded into the live turn (:mod:`.view_state`) under a lock, and their ops are sent as
@@ -38,7 +42,7 @@ Stop cancels the run on the server, so that its stream ends with ``thread.run.ca
 the turn shows it; a turn that has no run yet, or whose run waits for its function tools, is
 cancelled as a task instead (the client then cancels the run), as is a run whose server does
 not end it within :data:`STOP_GRACE_SECONDS`. Messages sent while a turn runs wait in
-``queued``; Stop drops them too.
+``queued``; Stop takes them off the queue and gives their words back to the input box.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import openai
 import traitlets
+from IPython.display import display, update_display
 from openai import AsyncAssistantEventHandler
 from openai.types import FileObject
 from openai.types.beta import AssistantStreamEvent
@@ -65,6 +70,7 @@ from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
 from ..tools import CodeInterpreterTool
 from .live import MISSING_ESM, LiveWidget, asset, error_event
+from .saved import saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import Op, ViewState, empty_state, file_ids, item_from_message
@@ -168,6 +174,8 @@ class ChatPanel(LiveWidget):
         self._stopping = False
         self._dropped = False
         self._loop = _running_loop()
+        self._display_id = f"ipa-chat-{uuid.uuid4().hex}"
+        self._displayed = False
         self.on_msg(self._on_custom_message)
 
     # -- reading ----------------------------------------------------------------------------
@@ -196,6 +204,37 @@ class ChatPanel(LiveWidget):
             images = dict(self._live_images)
         return "".join(transcript_html(state, images) for state in self.states())
 
+    def saved_bundle(self) -> dict[str, Any]:
+        """The conversation as a bundle that renders without a kernel (see :mod:`.saved`)."""
+        with self._lock:
+            images = dict(self._live_images)
+        model_id = self.model_id if self.comm is not None else None
+        return saved_bundle("chat", self.states(), images, "ChatPanel", model_id=model_id)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None or self.comm is None:
+            return bundle
+        data, metadata = bundle
+        # The saved conversation beside the live widget: JupyterLab's extension draws the
+        # widget while its model lives, and this once the kernel is gone.
+        return {**data, **self.saved_bundle(), "text/plain": data["text/plain"]}, metadata
+
+    def _ipython_display_(self) -> None:
+        """Display the panel under its display id, so that finished turns update what is saved."""
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            display(bundle[0], metadata=bundle[1], raw=True, display_id=self._display_id)
+            self._displayed = True
+
+    def _update_display(self) -> None:
+        """Write the conversation so far into the panel's displays (what a saved notebook keeps)."""
+        if not self._displayed or self.comm is None:
+            return
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            update_display(bundle[0], metadata=bundle[1], raw=True, display_id=self._display_id)
+
     # -- the conversation ---------------------------------------------------------------------
 
     def submit(self, text: str, files: Sequence[tuple[str, bytes]] = ()) -> None:
@@ -218,10 +257,12 @@ class ChatPanel(LiveWidget):
             self.queued = [m.text for m in self._queue]
 
     def stop(self) -> None:
-        """Cancel the running turn's run and drop the queued messages."""
+        """Cancel the running turn's run; the queued messages go back to the input box."""
         if not hasattr(self, "_queue"):  # a panel whose construction failed
             return
         if self._queue:
+            # Not sent, and not lost: the browser puts their words back in the box.
+            self.send({"type": "unsent", "texts": [m.text for m in self._queue]})
             self._queue.clear()
             self.queued = []
         current = self._current
@@ -352,6 +393,7 @@ class ChatPanel(LiveWidget):
             self.images = images
             self.busy = busy
         self.send({"type": "live", "turn": index, "state": None})
+        self._update_display()
 
     def _push_event(self, event: Any) -> list[Op]:
         """Fold a stream event into the live turn; sends its ops as RunView does."""

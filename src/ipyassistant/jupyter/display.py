@@ -5,7 +5,7 @@ In a notebook (an IPython kernel whose front end shows widgets) ipyassistant sho
 prints them with :class:`~ipyassistant.PrintHandler`. This module decides which, and builds
 the views that finished :class:`~ipyassistant.Run` and :class:`~ipyassistant.Thread` objects
 display as (``_repr_mimebundle_``): a run as its messages and tool calls, a thread as its
-transcript, each with the static ``text/html`` transcript in the bundle for nbconvert and GitHub.
+transcript, each as a bundle that renders without a kernel (:mod:`.saved`).
 
 Importing this module is cheap (it is asked on every ``say()``): the widget modules load only
 in a notebook.
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from ..runs import Run
     from ..threads import Thread
-    from .widgets import RunView
 
 __all__ = [
     "WIDGET_HANDLER_OPTIONS",
@@ -213,16 +212,6 @@ def _images(state: ViewState) -> dict[str, bytes]:
     return portal().call(download())
 
 
-def _bundle(
-    view: RunView, text: str, include: Any = None, exclude: Any = None
-) -> MimeBundle | None:
-    bundle = view._repr_mimebundle_(include=include, exclude=exclude)
-    if bundle is None:
-        return None
-    data, metadata = bundle
-    return {**data, "text/plain": text}, metadata
-
-
 def _viewable() -> bool:
     from .._portal import portal
 
@@ -231,33 +220,36 @@ def _viewable() -> bool:
 
 
 def run_mimebundle(run: Run, include: Any = None, exclude: Any = None) -> MimeBundle | None:
-    """A run's display in a notebook: a RunView of its messages and tool calls.
+    """A run's display in a notebook: its messages and tool calls, as a finished view.
 
-    A run that ``say()`` already showed live displays as its ``repr`` only (it is on screen
+    A finished object needs no live widget: the bundle (see :mod:`.saved`) renders without a
+    kernel, so it survives reopening the notebook. A run that ``say()`` already showed live displays as its ``repr`` only (it is on screen
     above). None outside a notebook, or before the run started: IPython then shows the repr.
     """
     if run.run is None or not _viewable():
         return None
+    from .saved import saved_bundle
     from .widgets import RunView
 
     live = run.event_handler_kwargs.get("view")
     if isinstance(live, RunView) and live.displayed:
         return {"text/plain": repr(run)}, {}
     state = run_state(run)
-    return _bundle(RunView(state, images=_images(state)), repr(run), include, exclude)
+    return saved_bundle("run", [state], _images(state), repr(run)), {}
 
 
 def thread_mimebundle(
     thread: Thread, include: Any = None, exclude: Any = None
 ) -> MimeBundle | None:
-    """A thread's display in a notebook: its transcript in a RunView (None elsewhere)."""
+    """A thread's display in a notebook: its transcript, saved as a finished view (see
+    :mod:`.saved`; None elsewhere)."""
     if not _viewable():
         return None
-    from .widgets import RunView
+    from .saved import saved_bundle
 
     try:
         state = thread_state(thread)
     except Exception as exc:  # e.g. deleted elsewhere: show the repr, not a traceback
         logger.warning("ipyassistant: could not read thread %s: %s", thread.id, exc)
         return None
-    return _bundle(RunView(state, images=_images(state)), repr(thread), include, exclude)
+    return saved_bundle("run", [state], _images(state), repr(thread)), {}

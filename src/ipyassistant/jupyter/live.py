@@ -102,6 +102,10 @@ class LiveWidget(anywidget.AnyWidget):
         """The widget's content as static, sanitised HTML (each widget says what it shows)."""
         raise NotImplementedError
 
+    def saved_bundle(self) -> dict[str, Any]:
+        """The widget's content as a bundle that renders without a kernel (see :mod:`.saved`)."""
+        raise NotImplementedError
+
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:

@@ -45,8 +45,10 @@ def _link_ok(url: str) -> bool:
     return ":" not in head
 
 
-def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+def _markdown(breaks: bool = False) -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "breaks": breaks}).enable(
+        ["table", "strikethrough"]
+    )
     md.validateLink = _link_ok  # type: ignore[method-assign]
 
     def image_as_link(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
@@ -60,11 +62,13 @@ def _markdown() -> MarkdownIt:
 
 
 _MD = _markdown()
+#: For what a person typed: each line break is one.
+_TYPED = _markdown(breaks=True)
 
 
-def render_markdown(text: str) -> str:
+def render_markdown(text: str, *, breaks: bool = False) -> str:
     """Markdown to HTML with raw HTML escaped, unsafe links dropped, images made links."""
-    return _MD.render(text)
+    return (_TYPED if breaks else _MD).render(text)
 
 
 def image_mime(data: bytes) -> str:
@@ -105,7 +109,7 @@ def _message(item: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     for block in item.get("blocks", []):
         kind = block.get("type")
         if kind == "text":
-            parts.append(render_markdown(block.get("text", "")))
+            parts.append(render_markdown(block.get("text", ""), breaks=role == "user"))
         elif kind == "refusal":
             parts.append(f'<p class="ipa-error">{_esc(block.get("text"))}</p>')
         elif kind == "image":

@@ -38,6 +38,7 @@ import traitlets
 from IPython.display import DisplayHandle, display
 
 from .live import MISSING_ESM, LiveWidget, asset
+from .saved import saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import Op, ViewState, apply_ops, empty_state, file_ids
@@ -181,7 +182,7 @@ class RunView(LiveWidget):
     def show(self) -> DisplayHandle | None:
         """Display the view (in the calling thread, the one running the cell).
 
-        The display has an id, so :meth:`update_transcript` can later refresh its static HTML.
+        The display has an id, so :meth:`update_transcript` can later replace it.
         Returns the display's handle (None outside IPython, where nothing is displayed).
         """
         handle = display(self, display_id=True)
@@ -194,13 +195,27 @@ class RunView(LiveWidget):
         return self._handle is not None
 
     def update_transcript(self) -> None:
-        """Refresh the static HTML of the display made by :meth:`show` (after a run ends).
+        """Replace the display made by :meth:`show` with the finished view, then close.
 
-        An ``update_display_data`` message is routed by its display id, not by the cell that
-        is executing, so unlike ``display()`` it is safe from the event loop's thread.
+        The display (same display id) becomes a bundle that renders without a kernel (see
+        :mod:`.saved`), so a saved notebook reopened with a new kernel shows the run, and the
+        widget is closed, so saved widget state does not carry it. Call it when the run is
+        over; a view fed several runs one after the other passes ``update_transcript=False``
+        to its handlers until the last. An ``update_display_data`` message is routed by its
+        display id, not by the cell that is executing, so this is safe from the event loop's
+        thread.
         """
-        if self._handle is not None:
-            self._handle.update(self)
+        if self._handle is None:
+            return
+        self.sync()
+        self._handle.update(self.saved_bundle(), raw=True)
+        self.close()
+
+    def saved_bundle(self) -> dict[str, Any]:
+        """The view as a bundle that renders without a kernel (:func:`.saved.saved_bundle`)."""
+        with self._lock:
+            state, images = copy.deepcopy(self._live), dict(self._live_images)
+        return saved_bundle("run", [state], images, "RunView")
 
     def transcript_html(self) -> str:
         """The current state as static, sanitised HTML."""

@@ -1,0 +1,50 @@
+/**
+ * The JupyterLab plugin of ipyassistant: what the views need from the front end.
+ *
+ * It gives the views (live widgets and saved views alike, through `globalThis.__ipyassistant`,
+ * see toolkit/frontend.ts) "Insert into a new cell": the cell that shows the view is made
+ * active and JupyterLab's own `notebook:insert-cell-below` command adds the code below it.
+ */
+
+import { setFrontend } from "../toolkit/frontend";
+
+interface CellLike {
+  node: HTMLElement;
+  model: { sharedModel: { setSource(source: string): void } };
+}
+
+interface NotebookLike {
+  widgets: readonly CellLike[];
+  activeCellIndex: number;
+  activeCell: CellLike | null;
+}
+
+interface AppLike {
+  shell: { widgets(area: string): Iterable<{ node: HTMLElement; id: string; content?: unknown }>; activateById(id: string): void };
+  commands: { execute(id: string, args?: unknown): Promise<unknown> };
+}
+
+const plugin = {
+  id: "ipyassistant-widgets:plugin",
+  autoStart: true,
+  activate: (app: AppLike): void => {
+    setFrontend({
+      async insertCell(code: string, from: Element): Promise<boolean> {
+        for (const panel of app.shell.widgets("main")) {
+          const notebook = panel.content as NotebookLike | undefined;
+          if (!panel.node.contains(from) || !notebook || !Array.isArray(notebook.widgets)) continue;
+          const index = notebook.widgets.findIndex((cell) => cell.node.contains(from));
+          if (index < 0) return false;
+          app.shell.activateById(panel.id);
+          notebook.activeCellIndex = index;
+          await app.commands.execute("notebook:insert-cell-below");
+          notebook.activeCell?.model.sharedModel.setSource(code);
+          return true;
+        }
+        return false;
+      },
+    });
+  },
+};
+
+export default plugin;
