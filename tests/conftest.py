@@ -11,11 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from _spec import SpecRecorder
-from ipyassistant.server import ServerConfig, create_app
-from ipyassistant.server.embedded import ServerThread
-
-API_KEY = "sk-test-key"
+from _servers import RunningServer, server_config
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -58,35 +54,9 @@ def client_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ[name] = value
 
 
-class RunningServer:
-    """A server thread plus what tests need to talk to it."""
-
-    def __init__(self, config: ServerConfig):
-        self.config = config
-        app = create_app(config)
-        self.recorder = SpecRecorder(app)
-        self.thread = ServerThread(self.recorder, app.state.server)
-        self.thread.start()
-        self.base_url = self.thread.base_url
-        self.api_key = config.api_key or ""
-
-    def client(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, **kwargs)
-
-    def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, **kwargs)
-
-    def stop(self) -> None:
-        self.thread.stop()
-
-
-def _config(data_dir: Path, **overrides: Any) -> ServerConfig:
-    return ServerConfig(**{"data_dir": data_dir, "api_key": API_KEY, "heartbeat_seconds": 0.5, **overrides})
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(_config(tmp_path_factory.mktemp("server")))
+    running = RunningServer(server_config(tmp_path_factory.mktemp("server")))
     yield running
     running.stop()
 
@@ -98,7 +68,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
     def make(**overrides: Any) -> RunningServer:
         data_dir = overrides.pop("data_dir", tmp_path / f"server{len(started)}")
-        running = RunningServer(_config(data_dir, **overrides))
+        running = RunningServer(server_config(data_dir, **overrides))
         started.append(running)
         return running
 

@@ -23,8 +23,8 @@ import hypothesis
 import pytest
 import schemathesis
 
+from _servers import RunningServer, server_config
 from _spec import SPEC_PATH, rewrite_nullable
-from conftest import RunningServer, _config
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def _report(reporter: Any) -> None:
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(_config(tmp_path_factory.mktemp("fuzzed")))
+    running = RunningServer(server_config(tmp_path_factory.mktemp("fuzzed")))
     yield running
     running.stop()
 
