@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import platformdirs
 
 __all__ = ["ServerConfig", "default_data_dir"]
+
+_Number = TypeVar("_Number", int, float)
 
 
 def default_data_dir() -> Path:
@@ -19,24 +22,17 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("ipyassistant", appauthor=False))
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_number(name: str, default: _Number) -> _Number:
+    """The variable ``name`` as a number of ``default``'s type; ``default`` when unset or empty."""
     value = os.environ.get(name)
     if value is None or value == "":
         return default
+    kind = type(default)
     try:
-        return float(value)
+        return kind(value)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+        expected = "a whole number" if kind is int else "a number of seconds"
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -87,19 +83,19 @@ class ServerConfig:
             data_dir=default_data_dir(),
             database_url=os.environ.get("IPYASSISTANT_DATABASE_URL") or None,
             api_key=os.environ.get("IPYASSISTANT_API_KEY") or None,
-            max_request_mb=_env_int("IPYASSISTANT_MAX_REQUEST_MB", 32),
-            max_upload_mb=_env_int("IPYASSISTANT_MAX_UPLOAD_MB", 512),
-            run_expiry_seconds=_env_float("IPYASSISTANT_RUN_EXPIRY", 600.0),
-            worker_lease_seconds=_env_float("IPYASSISTANT_WORKER_LEASE", 10.0),
-            heartbeat_seconds=_env_float("IPYASSISTANT_HEARTBEAT", 2.0),
+            max_request_mb=_env_number("IPYASSISTANT_MAX_REQUEST_MB", 32),
+            max_upload_mb=_env_number("IPYASSISTANT_MAX_UPLOAD_MB", 512),
+            run_expiry_seconds=_env_number("IPYASSISTANT_RUN_EXPIRY", 600.0),
+            worker_lease_seconds=_env_number("IPYASSISTANT_WORKER_LEASE", 10.0),
+            heartbeat_seconds=_env_number("IPYASSISTANT_HEARTBEAT", 2.0),
             code_python=os.environ.get("IPYASSISTANT_CODE_PYTHON") or None,
-            code_timeout_seconds=_env_float("IPYASSISTANT_CODE_TIMEOUT", 60.0),
-            code_interrupt_grace_seconds=_env_float("IPYASSISTANT_CODE_INTERRUPT_GRACE", 5.0),
-            code_memory_mb=_env_int("IPYASSISTANT_CODE_MEMORY_MB", 2048),
-            code_output_chars=_env_int("IPYASSISTANT_CODE_OUTPUT_CHARS", 20_000),
-            code_max_kernels=_env_int("IPYASSISTANT_CODE_MAX_KERNELS", 8),
-            code_kernel_ttl_seconds=_env_float("IPYASSISTANT_CODE_KERNEL_TTL", 3600.0),
-            code_warm_kernels=_env_int("IPYASSISTANT_CODE_WARM_KERNELS", 1),
+            code_timeout_seconds=_env_number("IPYASSISTANT_CODE_TIMEOUT", 60.0),
+            code_interrupt_grace_seconds=_env_number("IPYASSISTANT_CODE_INTERRUPT_GRACE", 5.0),
+            code_memory_mb=_env_number("IPYASSISTANT_CODE_MEMORY_MB", 2048),
+            code_output_chars=_env_number("IPYASSISTANT_CODE_OUTPUT_CHARS", 20_000),
+            code_max_kernels=_env_number("IPYASSISTANT_CODE_MAX_KERNELS", 8),
+            code_kernel_ttl_seconds=_env_number("IPYASSISTANT_CODE_KERNEL_TTL", 3600.0),
+            code_warm_kernels=_env_number("IPYASSISTANT_CODE_WARM_KERNELS", 1),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:

@@ -219,39 +219,29 @@ class Tx:
 
     # -- runs owned by workers ------------------------------------------------------------
 
-    async def runs_where(self, *where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
-        rows = await self.conn.execute(
-            sa.select(db.runs.c.data).where(*where).order_by(db.runs.c.seq)
-        )
+    async def _objects(
+        self, table: sa.Table, *where: sa.ColumnElement[bool]
+    ) -> list[dict[str, Any]]:
+        """The objects of ``table`` that match ``where``, in the order they were created."""
+        rows = await self.conn.execute(sa.select(table.c.data).where(*where).order_by(table.c.seq))
         return [dict(r[0]) for r in rows]
+
+    async def runs_where(self, *where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+        return await self._objects(db.runs, *where)
 
     async def run_steps(self, run_id: str) -> list[dict[str, Any]]:
         """A run's steps, in the order they were created."""
-        rows = await self.conn.execute(
-            sa.select(db.run_steps.c.data)
-            .where(db.run_steps.c.run_id == run_id)
-            .order_by(db.run_steps.c.seq)
-        )
-        return [dict(r[0]) for r in rows]
+        return await self._objects(db.run_steps, db.run_steps.c.run_id == run_id)
 
     async def open_steps(self, run_id: str) -> list[dict[str, Any]]:
         return [s for s in await self.run_steps(run_id) if s["status"] == "in_progress"]
 
     async def open_messages(self, run_id: str) -> list[dict[str, Any]]:
-        rows = await self.conn.execute(
-            sa.select(db.messages.c.data)
-            .where(db.messages.c.run_id == run_id)
-            .order_by(db.messages.c.seq)
-        )
-        return [dict(r[0]) for r in rows if r[0]["status"] == "in_progress"]
+        messages = await self._objects(db.messages, db.messages.c.run_id == run_id)
+        return [m for m in messages if m["status"] == "in_progress"]
 
     async def thread_messages(self, thread_id: str) -> list[dict[str, Any]]:
-        rows = await self.conn.execute(
-            sa.select(db.messages.c.data)
-            .where(db.messages.c.thread_id == thread_id)
-            .order_by(db.messages.c.seq)
-        )
-        return [dict(r[0]) for r in rows]
+        return await self._objects(db.messages, db.messages.c.thread_id == thread_id)
 
     async def heartbeat(self, worker_id: str) -> None:
         t = time.time()

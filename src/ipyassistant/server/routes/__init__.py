@@ -1,0 +1,36 @@
+"""The API's routes under ``/v1``, one module a resource, joined behind authentication.
+
+Each module's ``router(server)`` returns that resource's :class:`APIRouter`, whose routes
+close over the app's :class:`~ipyassistant.server.app.Server`; what several of them share
+(paging, streaming, checks of tools and messages) is in :mod:`.common`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Depends, Request
+
+from ..auth import authenticate
+from . import assistants, files, runs, threads
+
+if TYPE_CHECKING:
+    from ..app import Server
+
+__all__ = ["api_router"]
+
+
+def api_router(server: Server) -> APIRouter:
+    """Every route of the API, each refusing a caller without the server's key."""
+    config = server.config
+
+    async def authenticated(request: Request) -> None:
+        authenticate(config, request)
+
+    router = APIRouter(dependencies=[Depends(authenticated)])
+    router.include_router(assistants.router(server))
+    # Runs before threads: POST /threads/{thread_id} would otherwise shadow POST /threads/runs.
+    router.include_router(runs.router(server))
+    router.include_router(threads.router(server))
+    router.include_router(files.router(server))
+    return router

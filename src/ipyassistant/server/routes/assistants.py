@@ -1,0 +1,62 @@
+"""``/assistants``: create, list, read, modify and delete assistants."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from .. import objects
+from ..models import check_model
+from ..schemas import CreateAssistant, ModifyAssistant
+from .common import Page, check_tools, delete_one, deleted, fetch, listing, new_router
+
+if TYPE_CHECKING:
+    from ..app import Server
+
+__all__ = ["router"]
+
+
+def router(server: Server) -> APIRouter:
+    """The assistants' routes, on ``server``'s store."""
+    store = server.store
+    routes = new_router()
+
+    @routes.post("/assistants")
+    async def create_assistant(body: CreateAssistant) -> dict[str, Any]:
+        check_model(body.model)
+        assistant = objects.assistant_object(dict(body))
+        check_tools(assistant["tools"], "tools")
+        async with store.tx() as tx:
+            return await tx.insert("assistant", assistant)
+
+    @routes.get("/assistants")
+    async def list_assistants(page: Page) -> Response:
+        async with store.read() as tx:
+            keys = await tx.page_keys("assistant", page)
+        return listing(store, keys)
+
+    @routes.get("/assistants/{assistant_id}")
+    async def get_assistant(assistant_id: str) -> dict[str, Any]:
+        return await fetch(store, "assistant", assistant_id)
+
+    @routes.post("/assistants/{assistant_id}")
+    async def modify_assistant(assistant_id: str, body: ModifyAssistant) -> dict[str, Any]:
+        if body.model is not None:
+            check_model(body.model)
+        changes = {key: getattr(body, key) for key in body.model_fields_set}
+        fresh = objects.assistant_object({"model": "", **changes})
+        async with store.tx() as tx:
+            assistant = await tx.get("assistant", assistant_id)
+            for key in changes:
+                assistant[key] = fresh[key]
+            check_tools(assistant["tools"], "tools")
+            return await tx.update("assistant", assistant)
+
+    @routes.delete("/assistants/{assistant_id}")
+    async def delete_assistant(assistant_id: str) -> dict[str, Any]:
+        await delete_one(store, "assistant", assistant_id)
+        return deleted("assistant", assistant_id)
+
+    return routes
