@@ -30,6 +30,8 @@ export interface ChatPanelModel {
   /** Whether files can be attached. */
   attachments: boolean;
   placeholder: string;
+  /** A quiet line above the status (which model was chosen by default). */
+  note: string;
   _uid: string;
 }
 
@@ -55,11 +57,13 @@ function view(state: ChatState, model: Model, host: HTMLElement): () => void {
     busy: model.get("busy"),
     queued: model.get("queued") ?? [],
   });
+  chat.setNote(model.get("note") ?? "");
   const offTraits = onTraits(model, {
     busy: (busy) => chat.setBusy(busy),
     queued: (queued) => chat.setQueued(queued ?? []),
     attachments: (on) => chat.setAttachments(on),
     placeholder: (text) => chat.setPlaceholder(text),
+    note: (note) => chat.setNote(note ?? ""),
   });
   return () => {
     offTraits();

@@ -2,13 +2,17 @@
  * The view of a ChatPanel: the conversation of a `ChatState` (the history, then the turns,
  * then the live turn, rendered with render.ts in RunView's style) above an input box.
  *
- * Keys in the input box: Enter sends, Shift+Enter starts a new line. Key events stay inside
- * the box (they do not reach JupyterLab's notebook shortcuts).
+ * Keys in the input box: Enter sends, Shift+Enter starts a new line, Esc stops the reply, Up
+ * in an empty box recalls the last message. Key events stay inside the box (they do not reach
+ * JupyterLab's notebook shortcuts). A status bar above the box says how the live turn goes (or
+ * how the last one ended), with Retry after a failed turn and Regenerate after another one:
+ * both send the last turn's message again.
  */
 
 import type { Attachment, ChatEvent, ChatState } from "./chat_state";
 import { emptyLiveBatch, foldLive, type LiveBatch } from "./live";
 import { makeContext, RunRenderer, type RenderContext } from "./render";
+import { failed, installStatusCss, StatusBar } from "./status_bar";
 import { button, el } from "./toolkit/dom";
 import { animationFrames, FrameBatch, Ticker, type Clock, type Scheduler } from "./toolkit/frames";
 import { fileIds, type ViewState } from "./view_state";
@@ -71,6 +75,8 @@ export class ChatView {
   readonly stopButton: HTMLButtonElement;
   readonly attachButton: HTMLButtonElement;
   readonly fileInput: HTMLInputElement;
+  readonly status: StatusBar;
+  private infoNote = "";
   private readonly doc: Document;
   private readonly ctx: RenderContext;
   private readonly conversation: HTMLElement;
@@ -108,6 +114,8 @@ export class ChatView {
     this.liveBox = el(doc, "div", "ipa-chat-turn ipa-chat-live", { testId: "ipa-chat-live" });
     this.log.append(this.historyBox, this.conversation, this.liveBox);
     this.queuedBox = el(doc, "div", "ipa-chat-queued", { testId: "ipa-chat-queued" });
+    installStatusCss(doc);
+    this.status = new StatusBar(doc);
 
     const composer = el(doc, "div", "ipa-chat-composer");
     this.filesBox = el(doc, "div", "ipa-chat-files", { testId: "ipa-chat-files" });
@@ -127,7 +135,7 @@ export class ChatView {
     this.stopButton = button(doc, "ipa-chat-stop", "Stop", "Stop the reply", "ipa-chat-stop");
     row.append(this.attachButton, this.fileInput, this.input, this.sendButton, this.stopButton);
     composer.append(this.filesBox, row, this.note);
-    this.root.append(this.log, this.queuedBox, composer);
+    this.root.append(this.log, this.status.root, this.queuedBox, composer);
     el_.replaceChildren(this.root);
 
     this.input.addEventListener("keydown", (event) => this.onKey(event));
@@ -162,6 +170,11 @@ export class ChatView {
 
   private onKey(event: KeyboardEvent): void {
     event.stopPropagation();
+    if (event.key === "Escape" && this.busy) {
+      event.preventDefault();
+      this.stop();
+      return;
+    }
     if (event.key === "ArrowUp" && !this.input.value && this.state.sent.length) {
       // Up in an empty box: the last message sent, to edit and send again.
       event.preventDefault();
@@ -202,6 +215,52 @@ export class ChatView {
     this.stopping = true;
     this.actions.stop();
     this.updateButtons();
+  }
+
+  /** The text of the last turn's message (what Retry and Regenerate send again). */
+  lastMessage(): string | null {
+    const turn = this.state.turns[this.state.turns.length - 1];
+    const user = turn?.items.find((item) => item.kind === "message" && item.role === "user");
+    if (!user || user.kind !== "message") return null;
+    const first = user.blocks[0];
+    return first && first.type === "text" && first.text.trim() ? first.text : null;
+  }
+
+  /** Send the last turn's message again. */
+  retry(): void {
+    const text = this.lastMessage();
+    if (text === null || this.busy) return;
+    this.actions.send(text, []);
+  }
+
+  /** Show a quiet line above the status (which model was chosen by default). */
+  setNote(note: string): void {
+    this.infoNote = note;
+    this.renderStatus();
+  }
+
+  /** The status bar: the live turn's, else the last finished turn's. */
+  private renderStatus(): void {
+    const live = this.state.live;
+    const last = this.state.turns[this.state.turns.length - 1] ?? null;
+    const state = live ? live.state : last;
+    const canRetry = !live && !this.busy && this.lastMessage() !== null;
+    this.status.render({
+      state,
+      live: live !== null,
+      note: this.infoNote,
+      retry: canRetry && state !== null && failed(state) ? () => this.retry() : null,
+      stop: null,
+      now: this.ctx.now(),
+    });
+    if (canRetry && state !== null && !failed(state)) {
+      const again = button(this.doc, "ipa-status-regenerate", "Regenerate", "Send the last message again", "ipa-status-regenerate");
+      again.setAttribute("aria-label", "Regenerate");
+      again.addEventListener("click", () => this.retry());
+      const line = this.status.root.querySelector(".ipa-status-line") ?? this.status.root;
+      line.append(again);
+      this.status.root.hidden = false;
+    }
   }
 
   /** Read picked files and keep them for the next message. */
@@ -252,6 +311,7 @@ export class ChatView {
     this.busy = busy;
     this.root.classList.toggle("ipa-chat-busy", busy);
     this.updateButtons();
+    this.renderStatus();
   }
 
   setAttachments(on: boolean): void {
@@ -299,6 +359,7 @@ export class ChatView {
     if (p.reset) this.renderLive();
     else if (p.changes && this.liveRenderer && this.state.live) this.liveRenderer.update(this.state.live.state, p.changes);
     if (p.images.length) this.refreshImages(p.images);
+    this.renderStatus();
     if (stick) this.scrollToEnd();
   }
 
@@ -360,8 +421,10 @@ export class ChatView {
   /** Redraw the live run bar (or stop ticking, once no turn is live). */
   private onTick(): void {
     const live = this.state.live;
-    if (this.liveRenderer && live) this.liveRenderer.renderRun(live.state);
-    else this.tick();
+    if (this.liveRenderer && live) {
+      this.liveRenderer.renderRun(live.state);
+      this.renderStatus();
+    } else this.tick();
   }
 
   private atEnd(): boolean {

@@ -7,6 +7,8 @@
 export interface Frontend {
   /** Put `code` into a new cell below the one showing `from`; false when it cannot. */
   insertCell(code: string, from: Element): Promise<boolean>;
+  /** Interrupt the kernel of the notebook showing `from` (a RunView's Stop and Esc). */
+  interruptKernel?(from: Element): Promise<boolean>;
 }
 
 const KEY = "__ipyassistant";

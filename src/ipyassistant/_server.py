@@ -21,8 +21,16 @@ def start_embedded() -> tuple[str, str]:
     return server.base_url, server.api_key
 
 
-def default_model() -> str:
-    """The default model, as :func:`ipyassistant.server.models.defaults.default_model` says."""
+def default_model(announce: bool = True) -> str:
+    """The default model, as :func:`ipyassistant.server.models.defaults.default_model` says
+    (``announce=False``: without its note on standard error)."""
     from .server.models.defaults import default_model as choose
 
-    return choose()
+    return choose(announce=announce)
+
+
+def default_model_reason() -> str:
+    """Why the default model is the one it is (the environment, read now)."""
+    from .server.models.defaults import choose_default_model
+
+    return choose_default_model()[1]

@@ -21,16 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from dataclasses import dataclass
 
 from openai import AsyncOpenAI
 
 from . import _server
 
-__all__ = ["DEFAULT_MODEL", "Settings", "connect", "default_model"]
+__all__ = ["DEFAULT_MODEL", "Settings", "connect", "default_model", "note_model_in_views", "take_model_note"]
 
 #: The model used when neither the assistant nor ``IPYASSISTANT_MODEL`` names one.
 DEFAULT_MODEL = "test"
+
+
+_note_lock = threading.Lock()
+#: Whether the default model's announcement waits for a view (set by the notebook layer).
+_note_in_views = False
+#: That announcement: None until made, "" once a view took it.
+_model_note: str | None = None
 
 
 def default_model() -> str:
@@ -39,8 +47,37 @@ def default_model() -> str:
     In order: ``IPYASSISTANT_MODEL`` if set; else ``openai:gpt-4o-mini`` when
     ``OPENAI_API_KEY`` is set; else ``local`` when the ``local`` extra is installed; else
     ``test``. The order lives in :mod:`ipyassistant.server.models.defaults`.
+
+    A script or a terminal gets the announcement on standard error. In a notebook, where
+    standard error shows as a pink box that reads like an error, the notebook layer calls
+    :func:`note_model_in_views` and the announcement waits for the next view, which shows it
+    as a quiet line (:func:`take_model_note`).
     """
-    return _server.default_model()
+    global _model_note
+    if not _note_in_views:
+        return _server.default_model()
+    model = _server.default_model(announce=False)
+    with _note_lock:
+        if _model_note is None:
+            _model_note = (
+                f"Using model {model!r} ({_server.default_model_reason()}); "
+                "choose another with %assistant model NAME."
+            )
+    return model
+
+
+def note_model_in_views() -> None:
+    """From now on, announce the default model in the next view instead of standard error."""
+    global _note_in_views
+    _note_in_views = True
+
+
+def take_model_note() -> str | None:
+    """The default model's announcement, once, for the view that shows it (None: none)."""
+    global _model_note
+    with _note_lock:
+        note, _model_note = _model_note, ("" if _model_note is not None else None)
+    return note or None
 
 
 @dataclass(frozen=True)

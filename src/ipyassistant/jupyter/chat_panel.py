@@ -68,6 +68,7 @@ from typing_extensions import override
 
 from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
+from ..settings import note_model_in_views, take_model_note
 from ..tools import CodeInterpreterTool
 from .live import MISSING_ESM, LiveWidget, asset, error_event
 from .saved import saved_bundle
@@ -134,6 +135,8 @@ class ChatPanel(LiveWidget):
     attachments = traitlets.Bool(False).tag(sync=True)
     #: The input box's placeholder.
     placeholder = traitlets.Unicode("").tag(sync=True)
+    #: A quiet line of information (e.g. which model was chosen by default).
+    note = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,
@@ -150,6 +153,7 @@ class ChatPanel(LiveWidget):
         self.assistant = assistant
         self.thread: Thread = assistant.default_thread if thread is None else thread
         self.run_kwargs = run_kwargs
+        note_model_in_views()  # the panel, not standard error, says which model runs
         history, images = _load_history(self.thread, history_limit)
         if attachments is None:
             attachments = any(isinstance(t, CodeInterpreterTool) for t in assistant.tools)
@@ -462,6 +466,10 @@ class _PanelHandler(AsyncAssistantEventHandler):
     @override
     async def on_event(self, event: AssistantStreamEvent) -> None:
         panel = self._panel
+        note = take_model_note()  # the default model, chosen as this turn started
+        if note and panel._loop is not None:
+            # Traits are written on the kernel loop's thread; this is the portal's.
+            panel._loop.call_soon_threadsafe(setattr, panel, "note", note)
         panel._push_event(event)
         for file_id in panel._claim_images():
             try:

@@ -108,8 +108,10 @@ def notebook_handler(
     kwargs = dict(handler_kwargs or {})
     if not set(kwargs) <= WIDGET_HANDLER_OPTIONS or not _showing_here():
         return None
+    from ..settings import note_model_in_views
     from .handler import WidgetHandler
 
+    note_model_in_views()  # the view, not standard error, says which model runs
     kwargs.setdefault("fetch_file", fetch_file)
     return WidgetHandler, WidgetHandler.prepare(**kwargs)
 

@@ -38,6 +38,7 @@ from openai.types.beta import AssistantStreamEvent
 from openai.types.beta.threads import Message
 from typing_extensions import override
 
+from ..settings import take_model_note
 from .live import error_event
 from .view_state import item_from_message
 from .widgets import RunView
@@ -148,6 +149,9 @@ class WidgetHandler(AsyncAssistantEventHandler):
     async def on_event(self, event: AssistantStreamEvent) -> None:
         """Fold every event into the view; fetch the images it starts to show."""
         view = self.view
+        note = take_model_note()  # the default model, chosen as this run started
+        if note:
+            view.note = note
         view.push(event)
         if self.fetch_file is not None:
             for file_id in view.missing_images():

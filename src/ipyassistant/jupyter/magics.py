@@ -13,7 +13,14 @@ terminal, exactly as ``say()`` shows them. Defaults are traitlets of :class:`Ass
 (``%config AssistantMagics.format = "code"``, or ``c.AssistantMagics`` in a config file).
 Bad options raise IPython's ``UsageError`` (a short message, no traceback); so do the client's
 misuse errors (a busy thread, a function that cannot be a tool). Interrupting the kernel
-cancels the run on the server, and its view says so.
+cancels the run on the server, and its view says so; the cell ends with one line
+("Interrupted: the run was cancelled."), still as a ``KeyboardInterrupt``, so "Run All" stops.
+
+A failed run shows its error with a hint and a Retry button in its view. With
+``raise_on_failure`` the cell also ends with a one-line ``RunFailedError``, so that "Run All"
+stops there. Its default (None) means: raise when the notebook runs unattended (nbclient,
+papermill, nbconvert ``--execute``, which send their cells with ``allow_stdin`` false), not
+when a person runs the cell in JupyterLab, Notebook or VS Code.
 
 Braces are left alone: IPython does not expand ``{var}`` or ``$var`` in these magics' lines
 (instructions are Jinja templates), and the cell's body is expanded only with ``--expand``.
@@ -29,7 +36,7 @@ import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import openai
 from IPython.core.error import UsageError
@@ -42,10 +49,21 @@ from ..assistants import DEFAULT_HANDLER, Assistant, DefaultHandler
 from ..exceptions import IpyassistantError
 from ..formatting import pprint_messages
 from ..runs import Run
-from ..settings import default_model
+from ..settings import default_model, note_model_in_views, take_model_note
 from ..threads import Thread
 from ..tools import Tool
+from . import display as views
 from .display import in_notebook
+from .failures import (
+    FAILED_STATUSES,
+    RunFailedError,
+    failure_hint,
+    interactive_execution,
+    interrupted,
+)
+
+if TYPE_CHECKING:
+    from .widgets import RunView
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -170,6 +188,13 @@ class AssistantMagics(Magics):
     ).tag(config=True)
     expand = Bool(False, help="Expand {var} in every %%assistant cell (--expand).").tag(config=True)
     quiet = Bool(False, help="Show nothing while %%assistant runs (-q).").tag(config=True)
+    raise_on_failure = Bool(
+        None,
+        allow_none=True,
+        help="End the cell with RunFailedError when its run fails, so that Run All stops. "
+        "None: when the notebook runs unattended (nbclient, papermill: execute requests with "
+        "allow_stdin false), not when a person runs the cell.",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -322,15 +347,28 @@ class AssistantMagics(Magics):
         handler: DefaultHandler | None = None if quiet or fmt == "text" else DEFAULT_HANDLER
 
         self._record(label, thread, cells=1)
+        say_kwargs: dict[str, Any] = {"event_handler_class": handler}
+        chosen = views.notebook_handler(None) if handler is DEFAULT_HANDLER else None
+        view: RunView | None = None
+        if chosen is not None:  # in a notebook: the view is on screen before the first event
+            say_kwargs = {"event_handler_class": chosen[0], "event_handler_kwargs": chosen[1]}
+            view = chosen[1]["view"]
         try:
-            run = assistant.say(message, thread=thread, event_handler_class=handler, **run_kwargs)
+            run = assistant.say(message, thread=thread, **say_kwargs, **run_kwargs)
         except KeyboardInterrupt:
             # Re-raised, so that "run all" stops here; the run was cancelled on the server.
-            raise KeyboardInterrupt("the run was cancelled") from None
+            raise interrupted() from None
         except IpyassistantError as exc:
+            self._show_error(view, exc)
             raise UsageError(str(exc)) from None
-        except openai.NotFoundError as exc:
-            raise UsageError(f"not found on the server: {exc.message}") from None
+        except openai.APIStatusError as exc:
+            self._show_error(view, exc)
+            code = exc.code if isinstance(exc.code, str) else None
+            if isinstance(exc, openai.NotFoundError) and code != "model_not_found":
+                raise UsageError(f"not found on the server: {exc.message}") from None
+            if code == "model_not_found" or exc.status_code == 400:
+                raise UsageError(f"{exc.message}\n{failure_hint(code, exc.message)}") from None
+            raise
 
         if out is not None:
             self._namespace()[out] = run
@@ -338,6 +376,71 @@ class AssistantMagics(Magics):
             self._show_text(run)
         elif fmt == "code":
             self._show_code(run, quiet)
+        note = take_model_note()
+        if note and fmt == "text" and not quiet:
+            print(note)  # no view to show it in
+        self._after(run, view, message, thread, run_kwargs)
+
+    def _show_error(self, view: RunView | None, exc: Exception) -> None:
+        """Show in the view what stopped the run before its stream (it would say starting…)."""
+        if view is not None:
+            from .live import error_event
+
+            view.push(error_event(exc))
+            view.update_transcript()
+
+    def _after(
+        self,
+        run: Run,
+        view: RunView | None,
+        message: str,
+        thread: Thread,
+        run_kwargs: Mapping[str, Any],
+    ) -> None:
+        """After the run: offer Retry in the view of a failed one, and maybe end the cell."""
+        final = run.run
+        if final is None or final.status not in FAILED_STATUSES:
+            return
+        if view is not None:
+            view.offer_retry(self._again(run, view, message, thread, run_kwargs))
+        if self._raises():
+            error = final.last_error
+            code = error.code if error is not None else final.status
+            text = error.message if error is not None else f"the run {final.status}"
+            raise RunFailedError(final.id, code, text)
+
+    def _again(
+        self,
+        run: Run,
+        view: RunView,
+        message: str,
+        thread: Thread,
+        run_kwargs: Mapping[str, Any],
+    ) -> Callable[[], Any]:
+        """What Retry does: say ``message`` again on ``thread``, into the same view."""
+        from .handler import WidgetHandler
+
+        assistant = run.assistant
+
+        async def again() -> None:
+            handler_kwargs = {**run.event_handler_kwargs, "view": view}
+            retried = await assistant.say_async(
+                message,
+                thread=thread,
+                event_handler_class=WidgetHandler,
+                event_handler_kwargs=handler_kwargs,
+                **run_kwargs,
+            )
+            if retried.run is not None and retried.run.status in FAILED_STATUSES:
+                view.offer_retry(self._again(retried, view, message, thread, run_kwargs))
+
+        return again
+
+    def _raises(self) -> bool:
+        """Whether a failed run ends the cell (``raise_on_failure``, or its default)."""
+        if self.raise_on_failure is not None:
+            return bool(self.raise_on_failure)
+        return not interactive_execution(self.shell)
 
     def _show_text(self, run: Run) -> None:
         text = reply_text(run)
@@ -348,6 +451,8 @@ class AssistantMagics(Magics):
             error = run.run.last_error if run.run is not None else None
             detail = f": {error.message}" if error is not None else ""
             print(f"(the run ended {status}{detail})")
+            if error is not None:
+                print(failure_hint(error.code, error.message))
 
     def _show_code(self, run: Run, quiet: bool) -> None:
         code = extract_code(reply_text(run))
@@ -453,7 +558,8 @@ class AssistantMagics(Magics):
     def _print_config(self) -> None:
         label, assistant = self.current()
         print("AssistantMagics (change with %config AssistantMagics.NAME = value):")
-        for name in ("assistant_name", "instructions", "model", "format", "expand", "quiet"):
+        names = ("assistant_name", "instructions", "model", "format", "expand", "quiet")
+        for name in (*names, "raise_on_failure"):
             print(f"  {name} = {getattr(self, name)!r}")
         thread = assistant.default_thread
         print(f"assistant: {label}" + ("" if self._chosen else " (the notebook's default)"))
@@ -466,6 +572,8 @@ class AssistantMagics(Magics):
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics with ``ipython`` (``%load_ext ipyassistant``)."""
+    if in_notebook():
+        note_model_in_views()
     ipython.register_magics(AssistantMagics(ipython))
 
 

@@ -42,8 +42,14 @@ def error_of(obj: Any) -> ViewError | None:
 
 
 def run_info(run: Any) -> RunInfo:
-    """The ``RunInfo`` of a run object (SDK ``Run`` or dict)."""
+    """The ``RunInfo`` of a run object (SDK ``Run`` or dict).
+
+    A usage of zero tokens (a run that failed before the model answered) is no usage: the
+    view would show "0 tokens" beside the error.
+    """
     usage = field(run, "usage")
+    if usage is not None and not field(usage, "total_tokens", 0):
+        usage = None
     finished = (
         field(run, "completed_at")
         or field(run, "failed_at")

@@ -8,6 +8,9 @@ view state in the kernel and sends only the *ops* between states, as custom mess
     {"type": "snapshot", "state": ... | None, "images": [file_id, ...]} + [bytes, ...]
                                                     the answer to the browser's "snapshot?"
 
+and the browser sends ``{"type": "snapshot?"}`` and ``{"type": "retry"}`` (the Retry button of
+a failed run, offered while ``retryable`` is true: see :meth:`RunView.offer_retry`).
+
 Ops are queued and sent at most every ``interval`` seconds (20 messages a second), and at
 once when a block ends (a message or step completes, the run pauses or ends), so that the
 browser never shows a finished block late. Text is never synced as a growing trait: that
@@ -29,21 +32,26 @@ the cell (see :class:`~ipyassistant.jupyter.handler.WidgetHandler`).
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import traitlets
 from IPython.display import DisplayHandle, display
 
-from .live import MISSING_ESM, LiveWidget, asset
+from .failures import FAILED_STATUSES
+from .live import MISSING_ESM, LiveWidget, asset, error_event
 from .saved import saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import Op, ViewState, apply_ops, empty_state, file_ids
 
 __all__ = ["RunView"]
+
+logger = logging.getLogger(__name__)
 
 
 class RunView(LiveWidget):
@@ -68,6 +76,10 @@ class RunView(LiveWidget):
     #: The finished view state (see :mod:`ipyassistant.jupyter.view_state`), written when a
     #: stream ends; live changes travel as patch messages instead.
     state = traitlets.Dict().tag(sync=True)
+    #: A quiet line of information above the run (e.g. which model was chosen by default).
+    note = traitlets.Unicode("").tag(sync=True)
+    #: Whether the view offers Retry (a failed run whose message can be said again).
+    retryable = traitlets.Bool(False).tag(sync=True)
 
     def __init__(
         self,
@@ -85,6 +97,8 @@ class RunView(LiveWidget):
         self._handle: DisplayHandle | None = None
         #: File ids whose bytes were asked for (so a failed fetch is not retried per event).
         self.requested_images: set[str] = set()
+        self._retry: Callable[[], Awaitable[Any]] | None = None
+        self._retrying_task: asyncio.Task[None] | None = None
         self.on_msg(self._on_custom_message)
 
     # -- reading -------------------------------------------------------------------------
@@ -166,7 +180,51 @@ class RunView(LiveWidget):
 
     # -- the browser's requests ------------------------------------------------------------
 
+    @property
+    def failed(self) -> bool:
+        """Whether the view shows a run that failed, or a stream that broke."""
+        with self._lock:
+            run = self._live["run"]
+            return self._live["error"] is not None or (
+                run is not None and run["status"] in FAILED_STATUSES
+            )
+
+    def offer_retry(self, again: Callable[[], Awaitable[Any]] | None) -> None:
+        """Offer Retry: pressing it empties the view and awaits ``again()`` on the kernel's loop.
+
+        ``again`` says the same message again into this view (``%%assistant`` passes one when
+        its run failed); None withdraws the offer.
+        """
+        self._retry = again
+        self.retryable = again is not None
+
+    def _start_retry(self) -> None:
+        again, self._retry = self._retry, None
+        self.retryable = False
+        if again is None:
+            return
+        self.reset()
+        try:
+            loop = asyncio.get_running_loop()  # the kernel's: comm messages arrive on it
+        except RuntimeError:
+            self.push(error_event(RuntimeError("Retry needs the kernel's running event loop")))
+            self.sync()
+            return
+        task = loop.create_task(self._retrying(again))
+        self._retrying_task = task  # keep a reference: the loop holds tasks weakly
+
+    async def _retrying(self, again: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await again()
+        except Exception as exc:  # shown in the view: nobody else awaits this task
+            logger.debug("ipyassistant: a retried run failed", exc_info=exc)
+            self.push(error_event(exc))
+            self.sync()
+
     def _on_custom_message(self, _widget: Any, content: Any, _buffers: list[Any]) -> None:
+        if isinstance(content, Mapping) and content.get("type") == "retry":
+            self._start_retry()
+            return
         if not isinstance(content, Mapping) or content.get("type") != "snapshot?":
             return
         with self._lock:
@@ -208,14 +266,22 @@ class RunView(LiveWidget):
         if self._handle is None:
             return
         self.sync()
+        if self.failed:
+            # A failed run stays a live widget, which offers Retry, beside its saved view.
+            live = super()._repr_mimebundle_()
+            widget = live[0] if live is not None else {}
+            saved = self.saved_bundle(model_id=self.model_id)
+            self._handle.update({**widget, **saved}, raw=True)
+            return
         self._handle.update(self.saved_bundle(), raw=True)
         self.close()
 
-    def saved_bundle(self) -> dict[str, Any]:
-        """The view as a bundle that renders without a kernel (:func:`.saved.saved_bundle`)."""
+    def saved_bundle(self, model_id: str | None = None) -> dict[str, Any]:
+        """The view as a bundle that renders without a kernel (:func:`.saved.saved_bundle`);
+        ``model_id`` names the live widget beside it, if it stays."""
         with self._lock:
             state, images = copy.deepcopy(self._live), dict(self._live_images)
-        return saved_bundle("run", [state], images, "RunView")
+        return saved_bundle("run", [state], images, "RunView", model_id=model_id)
 
     def transcript_html(self) -> str:
         """The current state as static, sanitised HTML."""
