@@ -30,21 +30,26 @@ import sys
 import traceback
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..tools import FunctionTool, as_tools, tool
 from .context_budget import bounded, clip, looks_secret, redact, short_repr
+
+if TYPE_CHECKING:
+    from ..assistants import Assistant
 
 __all__ = [
     "CONTEXT_TOOL_NAMES",
     "context_note",
     "describe_variable",
+    "fix_message",
     "last_error",
     "list_variables",
     "notebook_tools",
     "recent_cells",
     "run_in_notebook",
     "used_variables",
+    "with_context",
 ]
 
 #: The names of the context tools, in the order :func:`notebook_tools` returns them.
@@ -114,12 +119,19 @@ def _summarise(name: str, value: Any) -> str:
     if _is_array(value):
         return f"shape {value.shape}; dtype {value.dtype}"
     if inspect.isroutine(value) or inspect.isclass(value):
-        with contextlib.suppress(TypeError, ValueError):
-            return f"{value.__name__}{inspect.signature(value)}"
-        return value.__name__
+        return _signature(value)
     if isinstance(value, list | tuple | dict | set | frozenset):
         return f"len {len(value)}: {short_repr(value, SUMMARY_CHARS)}"
     return short_repr(value, SUMMARY_CHARS)
+
+
+def _signature(value: Any) -> str:
+    """``name(parameters) -> result``, its hints evaluated where they can be."""
+    name = getattr(value, "__name__", type(value).__name__)
+    for evaluate in (True, False):
+        with contextlib.suppress(Exception):  # unresolvable hints, builtins without one
+            return f"{name}{inspect.signature(value, eval_str=evaluate)}"
+    return name
 
 
 def summary(name: str, value: Any) -> str:
@@ -172,12 +184,8 @@ def _describe(value: Any) -> str:
     if _is_array(value):
         return _describe_array(value)
     if inspect.isroutine(value) or inspect.isclass(value):
-        try:
-            signature = f"{value.__name__}{inspect.signature(value)}"
-        except (TypeError, ValueError):
-            signature = value.__name__
         doc = inspect.getdoc(value) or "(no docstring)"
-        return f"signature: {signature}\ndocstring:\n{doc[:DESCRIBE_REPR_CHARS]}"
+        return f"signature: {_signature(value)}\ndocstring:\n{doc[:DESCRIBE_REPR_CHARS]}"
     lines = []
     with contextlib.suppress(Exception):
         lines.append(f"len: {len(value)}")
@@ -357,3 +365,37 @@ def used_variables(source: str) -> dict[str, Any]:
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     variables = user_variables()
     return {name: variables[name] for name in sorted(names) if name in variables}
+
+
+def with_context(assistant: Assistant, run_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_kwargs`` of a run that sees the kernel: the context tools (those the run has not
+    already) and :func:`context_note` appended to its additional instructions."""
+    kwargs = dict(run_kwargs)
+    extra = as_tools(kwargs.get("additional_tools") or [])
+    base = kwargs.get("tools")
+    present = {
+        t.name
+        for t in [*(assistant.tools if base is None else as_tools(base)), *extra]
+        if isinstance(t, FunctionTool)
+    }
+    kwargs["additional_tools"] = [
+        *extra,
+        *(t for t in notebook_tools() if t.name not in present),
+    ]
+    note = context_note()
+    before = kwargs.get("additional_instructions")
+    kwargs["additional_instructions"] = note if not before else f"{before}\n\n{note}"
+    return kwargs
+
+
+def fix_message() -> str:
+    """What ``%assistant fix`` says: the last error, its cell, and the variables it uses."""
+    error = last_exception()
+    cell = None if error is None else _failing_cell(_shell(), error)
+    used = used_variables(cell[1]) if cell is not None else {}
+    variables = "\n".join(_variable_lines(used)) or "(none of the notebook's variables)"
+    return clip(
+        "My last cell raised an error. Find its cause, and give me the corrected cell as one "
+        "```python block. Use the notebook tools if you need more.\n\n"
+        f"{last_error()}\n\nThe variables that cell uses:\n{variables}"
+    )
