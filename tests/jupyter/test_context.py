@@ -73,6 +73,8 @@ def test_secrets_are_never_sent(shell: Any) -> None:
     assert "api_key (str): <redacted>" in everything and "use <redacted> to connect" in everything
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
     assert redact(f"a ghp_{'a' * 36} and {jwt}") == "a <redacted> and <redacted>"
+    shell.run_cell('db_password = "swordfish"', store_history=True)
+    assert 'db_password = "<redacted>"' in context.recent_cells(1)
 
 
 def test_describe_variable_on_a_dataframe_array_and_function(shell: Any) -> None:

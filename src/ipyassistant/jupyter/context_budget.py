@@ -7,8 +7,9 @@
   cell (:func:`bounded`, :func:`short_repr`); one that raises is named, not propagated.
 - Names that look like secrets (``key``, ``token``, ``secret``, ``password``, …) have their
   values shown as ``<redacted>`` (:func:`looks_secret`), and strings that look like
-  credentials (``sk-…``, ``ghp_…``, JWTs, AWS keys, ``Bearer …``) are replaced by
-  ``<redacted>`` in everything sent (:func:`redact`).
+  credentials (``sk-…``, ``ghp_…``, JWTs, AWS keys, ``Bearer …``) or that code assigns to
+  such names (``api_key = "…"`` in a cell's source) are replaced by ``<redacted>`` in
+  everything sent (:func:`redact`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ _CREDENTIAL = re.compile(
 )
 
 
+#: A string given to a secret-looking name in source code: ``api_key = "…"``, ``"token": "…"``.
+_SECRET_ASSIGNMENT = re.compile(
+    r"""(\b\w*(?:key|token|secret|passw(?:or)?d|credential)\w*["']?\s*[:=]\s*[rbf]?)(["'])[^"'\n]*\2""",
+    re.IGNORECASE,
+)
+
+
 def context_chars() -> int:
     """The budget of one tool output: ``IPYASSISTANT_CONTEXT_CHARS``, else 8,000."""
     try:
@@ -76,7 +84,9 @@ def looks_secret(name: str) -> bool:
 
 
 def redact(text: str) -> str:
-    """``text`` with every string that looks like a credential replaced by ``<redacted>``."""
+    """``text`` with every string that looks like a credential, or that code gives to a name
+    that looks like a secret, replaced by ``<redacted>``."""
+    text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
     return _CREDENTIAL.sub(REDACTED, text)
 
 
