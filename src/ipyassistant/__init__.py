@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .handlers import PrintHandler
     from .runs import Run
     from .threads import Thread
-    from .tools import ENDRUN_TOKEN, CodeInterpreter, FileSearch
+    from .tools import ENDRUN_TOKEN, CodeInterpreter, FileSearch, tool
 
 __all__ = [
     "ENDRUN_TOKEN",
@@ -37,6 +37,7 @@ __all__ = [
     "pprint_messages",
     "pprint_run",
     "pprint_steps",
+    "tool",
 ]
 
 #: Each lazily exported name and the module that defines it.
@@ -52,6 +53,7 @@ _LAZY = {
     "pprint_messages": "formatting",
     "pprint_run": "formatting",
     "pprint_steps": "formatting",
+    "tool": "tools",
 }
 
 

@@ -1,9 +1,10 @@
 """The client's one door into the notebook layer (:mod:`ipyassistant.jupyter`).
 
 The notebook layer sits on top of the client: it imports the client, never the reverse, except
-here. Three client features look different in a notebook, and ask this module:
-``say()``'s default handler (a live ``RunView`` instead of ``PrintHandler``) and how a finished
-:class:`~ipyassistant.Run` or :class:`~ipyassistant.Thread` displays (``_repr_mimebundle_``).
+here. Four client features look different in a notebook, and ask this module:
+``say()``'s default handler (a live ``RunView`` instead of ``PrintHandler``), how a finished
+:class:`~ipyassistant.Run` or :class:`~ipyassistant.Thread` displays (``_repr_mimebundle_``),
+and who approves tool calls (:mod:`ipyassistant.approval`).
 Warming up a kernel (:mod:`ipyassistant._warmup`) asks it whether this is a notebook and loads
 the live view ahead of time.
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from openai import AsyncAssistantEventHandler
 
+    from .approval import Approver
     from .runs import Run
     from .threads import Thread
 
@@ -31,6 +33,7 @@ __all__ = [
     "MimeBundle",
     "in_notebook",
     "load_notebook_view",
+    "notebook_approver",
     "notebook_handler",
     "run_mimebundle",
     "thread_mimebundle",
@@ -64,6 +67,15 @@ def notebook_handler(
     from .jupyter import display
 
     return display.notebook_handler(handler_kwargs)
+
+
+def notebook_approver() -> Approver | None:
+    """Who answers approval requests in a kernel (over its stdin channel); None elsewhere."""
+    if "ipykernel" not in sys.modules:
+        return None
+    from .jupyter import approval
+
+    return approval.kernel_approver()
 
 
 def run_mimebundle(run: Run, include: Any = None, exclude: Any = None) -> MimeBundle | None:

@@ -20,7 +20,7 @@ import inspect
 import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 import openai
 from openai import AsyncAssistantEventHandler
@@ -120,6 +120,9 @@ class Assistant(BaseModel, SyncContext):
     tool_resources: dict[str, Any] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     response_format: str | dict[str, Any] | None = None
+    #: Whether calls of tools that need approval ask (see :mod:`ipyassistant.approval`);
+    #: ``None``: ``IPYASSISTANT_APPROVE``, else ``"ask"``.
+    approve: Literal["ask", "always", "never"] | None = None
     default_thread: Thread = Field(default_factory=Thread, repr=False)
 
     _lifecycle: Lifecycle = PrivateAttr(default=Lifecycle.LAZY)

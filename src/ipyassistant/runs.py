@@ -34,7 +34,7 @@ from openai.types.beta.threads import Run as RunObject
 from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 from openai.types.beta.threads.runs import RunStep
 
-from . import _hooks
+from . import _hooks, approval
 from ._portal import Interrupt, client, on_portal, sync_twin
 from .exceptions import EndRun, IpyassistantError, LifecycleError, ThreadBusyError, UsageError
 from .formatting import image_file_ids
@@ -72,7 +72,8 @@ class Run:
     (replace), ``additional_tools`` (append) and ``tool_choice`` (``"auto"``, ``"none"``,
     ``"required"``, a tool, a function, or the API's dict). Any other keyword argument
     (``temperature``, ``max_completion_tokens``, ``response_format``, …) goes to the API as
-    it is.
+    it is. ``approve`` (``"ask"``, ``"always"``, ``"never"``) and ``approver`` decide the calls
+    of tools that need approval (see :mod:`ipyassistant.approval`).
 
     ``event_handler_class`` follows the stream: any ``openai.AsyncAssistantEventHandler``
     subclass, constructed with ``event_handler_kwargs`` once per stream; ``None`` (the default
@@ -99,6 +100,8 @@ class Run:
         tool_choice: Any = None,
         event_handler_class: type[AsyncAssistantEventHandler] | None = None,
         event_handler_kwargs: Mapping[str, Any] | None = None,
+        approve: approval.Policy | None = None,
+        approver: approval.Approver | None = None,
         **api_kwargs: Any,
     ) -> None:
         self.thread = thread
@@ -112,6 +115,8 @@ class Run:
         self.event_handler_class = _check_handler_class(event_handler_class)
         self.event_handler_kwargs: dict[str, Any] = dict(event_handler_kwargs or {})
         self.api_kwargs = api_kwargs
+        self.approve = None if approve is None else approval.check_policy(approve)
+        self.approver = approver
         #: The SDK's run object (``None`` until the server created the run).
         self.run: RunObject | None = None
         #: The data of the ``EndRun`` that ended the run, if a tool ended it.
@@ -342,16 +347,27 @@ class Run:
         assert self.run is not None and self.run.required_action is not None
         calls = self.run.required_action.submit_tool_outputs.tool_calls
         tools = {t.name: t for t in self.effective_tools() if isinstance(t, FunctionTool)}
+        policy = approval.resolve_policy(self.approve, self.assistant.approve)
+        approver = self.approver or approval.default_approver()
+        asking = asyncio.Lock()  # one question at a time, in the order of the calls
 
-        async def call(name: str, arguments: str) -> str:
+        async def call(call_id: str, name: str, arguments: str) -> str:
             tool = tools.get(name)
             if tool is None:
                 known = ", ".join(sorted(tools)) or "none"
                 return f"Error: this run has no tool named {name!r} (its tools: {known})."
+            if tool.approve:
+                async with asking:
+                    refusal = await approval.check(
+                        tool, self._approval_request(call_id, name, arguments), policy, approver
+                    )
+                if refusal is not None:
+                    return refusal
             return await tool.invoke(arguments)
 
         results = await asyncio.gather(
-            *(call(c.function.name, c.function.arguments) for c in calls), return_exceptions=True
+            *(call(c.id, c.function.name, c.function.arguments) for c in calls),
+            return_exceptions=True,
         )
         # An interrupt wins over EndRun, which wins over any other failure.
         for kind in (Interrupt, EndRun, BaseException):
@@ -362,6 +378,18 @@ class Run:
             ToolOutput(tool_call_id=c.id, output=str(result))
             for c, result in zip(calls, results, strict=True)
         ]
+
+    def _approval_request(
+        self, call_id: str, name: str, arguments: str
+    ) -> approval.ApprovalRequest:
+        run = self._require_run()
+        return approval.ApprovalRequest(
+            tool=name,
+            arguments=arguments,
+            call_id=call_id,
+            run_id=run.id,
+            expires_at=float(run.expires_at) if run.expires_at else None,
+        )
 
     async def _poll(self, until: frozenset[str], deadline: float | None = None) -> None:
         """Retrieve the run until its status is in ``until`` (or the deadline passes)."""

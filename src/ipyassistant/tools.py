@@ -12,13 +12,15 @@ thread, so they never block the event loop; async tools run in the loop of the c
 async API (or in the portal's loop, for the sync API).
 
 A tool ends its run by raising :class:`~ipyassistant.EndRun`, returning one, or returning
-:data:`ENDRUN_TOKEN`.
+:data:`ENDRUN_TOKEN`. The :func:`tool` decorator renames a function's tool, replaces its
+description, or makes each call wait for the user's approval (:mod:`ipyassistant.approval`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import re
 import weakref
@@ -47,6 +49,7 @@ __all__ = [
     "as_tools",
     "function_tool",
     "output_text",
+    "tool",
 ]
 
 #: A tool that returns this string ends the run (like ``raise EndRun()``).
@@ -101,6 +104,8 @@ class FunctionTool(Tool):
     _arguments: type[BaseModel] | None = field(default=None, repr=False)
     #: The parameters passed positionally (positional-only ones), in order.
     _positional: tuple[str, ...] = field(default=(), repr=False)
+    #: Whether each call waits for the user's approval (see :mod:`ipyassistant.approval`).
+    approve: bool = False
 
     def spec(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
@@ -202,6 +207,37 @@ def _describe(exc: pydantic.ValidationError) -> str:
 
 # -- schemas -------------------------------------------------------------------------------
 
+#: The attribute where :func:`tool` leaves its overrides on a function.
+_OVERRIDES = "__ipyassistant_tool__"
+
+
+def tool(
+    function: Callable[..., Any] | None = None,
+    *,
+    approve: bool = False,
+    name: str | None = None,
+    description: str | None = None,
+) -> Any:
+    """Mark a function as a tool with a ``name`` or ``description`` of its own, or one whose
+    every call waits for the user's approval (``approve=True``).
+
+    ``@tool`` and ``@tool(approve=True, name="search")`` both work; the function stays a plain
+    function (callable as before), and becomes this tool wherever it is given as one.
+    """
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        overrides = {"approve": approve, "name": name, "description": description}
+        try:
+            setattr(fn, _OVERRIDES, overrides)
+        except (AttributeError, TypeError) as exc:
+            raise ToolDefinitionError([f"{fn!r}: @tool needs a function: {exc}"]) from None
+        with contextlib.suppress(TypeError):  # built before it was marked: build it again
+            _cache.pop(fn, None)
+        return fn
+
+    return mark if function is None else mark(function)
+
+
 _cache: weakref.WeakKeyDictionary[Callable[..., Any], FunctionTool] = weakref.WeakKeyDictionary()
 
 
@@ -274,13 +310,33 @@ def _build(function: Callable[..., Any], problems: list[str]) -> FunctionTool | 
     description = "\n\n".join(
         part for part in (doc.short_description, doc.long_description) if part
     )
-    return FunctionTool(
+    built = FunctionTool(
         name=name,
         parameters=_without_titles(schema),
         description=description,
         function=function,
         _arguments=arguments,
         _positional=tuple(positional),
+    )
+    return _overridden(built, getattr(function, _OVERRIDES, None), problems)
+
+
+def _overridden(
+    built: FunctionTool, overrides: Mapping[str, Any] | None, problems: list[str]
+) -> FunctionTool | None:
+    """``built`` with what :func:`tool` said of its function (its name, description, approval)."""
+    if not overrides:
+        return built
+    name = overrides.get("name") or built.name
+    if not _NAME.fullmatch(name):
+        problems.append(f"{name!r}: a tool name has 1-64 letters, digits, '_' or '-'")
+        return None
+    description = overrides.get("description")
+    return dataclasses.replace(
+        built,
+        name=name,
+        description=built.description if description is None else description,
+        approve=bool(overrides.get("approve")),
     )
 
 

@@ -251,3 +251,46 @@ def test_interrupting_a_cell_in_a_real_kernel_cancels_the_run(tmp_path: Path) ->
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def stream_text(cell: Any) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_the_context_notebook_uses_each_tool_and_asks_before_running_code(execute: Execute) -> None:
+    nb = execute(NOTEBOOKS / "notebook_context.ipynb")
+    text = {cell.id: stream_text(cell) for cell in nb.cells if cell.cell_type == "code"}
+    assert "- list_variables: - df (DataFrame): shape (3, 2)" in text["context-4"]
+    assert "api_key (str): <redacted>" in text["context-4"]
+    assert "not-for-the-model" not in json.dumps([c.outputs for c in nb.cells[3:] if c.cell_type == "code"])
+    assert "| 0 | 'Oslo' | 4.5 |" in text["context-5"]
+    assert "/call describe_variable" in text["context-6"]  # recent_cells saw the cells above
+    assert "No error yet" in text["context-8"]
+    # Under nbclient the kernel executes without stdin: the call is denied at once, saying why.
+    assert "Not run" in text["context-10"] and "without stdin" in text["context-10"]
+    assert nb.cells[11].outputs[0]["data"]["text/plain"] == "False"
+    assert "- run_in_notebook: " in text["context-14"] and "Not run" not in text["context-14"]
+    assert "Name: temp" in nb.cells[15].outputs[0]["data"]["text/plain"]
+    assert "run_in_notebook" in nb.cells[18].outputs[0]["data"]["text/plain"]
+
+
+def test_assistant_fix_after_a_zero_division_error_in_a_real_kernel(tmp_path: Path) -> None:
+    cells = [
+        "%load_ext ipyassistant",
+        "rates = {'Oslo': 0}",
+        "growth = 10 / rates['Oslo']",
+        "%assistant fix",
+        "%%assistant -c -f text\n/call last_error",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.cells[2].metadata["tags"] = ["raises-exception"]
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute(env=_kernel_env(tmp_path / "data"))
+    assert nb.cells[2].outputs[0]["ename"] == "ZeroDivisionError"
+    fixed = nb.cells[3].outputs
+    assert fixed and not any(o.output_type == "error" for o in fixed)
+    said = stream_text(nb.cells[4])
+    assert "ZeroDivisionError: division by zero" in said and "growth = 10 / rates['Oslo']" in said

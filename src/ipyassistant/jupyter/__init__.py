@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .chat_panel import ChatPanel
+    from .context import notebook_tools
     from .handler import WidgetHandler, files_fetcher
     from .widgets import RunView
 
-__all__ = ["ChatPanel", "RunView", "WidgetHandler", "files_fetcher"]
+__all__ = ["ChatPanel", "RunView", "WidgetHandler", "files_fetcher", "notebook_tools"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from .widgets import RunView
 
         return RunView
+    if name == "notebook_tools":
+        from .context import notebook_tools
+
+        return notebook_tools
     if name in ("WidgetHandler", "files_fetcher"):
         from . import handler
 

@@ -70,6 +70,7 @@ from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
 from ..settings import note_model_in_views, take_model_note
 from ..tools import CodeInterpreterTool
+from .context import with_context
 from .live import MISSING_ESM, LiveWidget, asset, error_event
 from .saved import saved_bundle
 from .throttle import TimerLoop, running_loop
@@ -112,6 +113,8 @@ class ChatPanel(LiveWidget):
             ``assistants`` and attached for the code interpreter); default: whether the
             assistant has the code interpreter.
         history_limit: How many of the thread's messages to show (1-100).
+        context: Whether the assistant sees the kernel (the tools of ``jupyter.context``, and
+            the notebook's variables in each run's instructions).
         interval: The shortest time between two live patch messages, in seconds.
         clock: The clock ``interval`` is measured with (tests pass a fake one).
         timer_loop: Returns the loop to arm the interval's timer on (default: the running
@@ -145,6 +148,7 @@ class ChatPanel(LiveWidget):
         *,
         attachments: bool | None = None,
         history_limit: int = 50,
+        context: bool = False,
         interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         timer_loop: Callable[[], TimerLoop | None] = running_loop,
@@ -153,6 +157,7 @@ class ChatPanel(LiveWidget):
         self.assistant = assistant
         self.thread: Thread = assistant.default_thread if thread is None else thread
         self.run_kwargs = run_kwargs
+        self.context = context
         note_model_in_views()  # the panel, not standard error, says which model runs
         history, images = _load_history(self.thread, history_limit)
         if attachments is None:
@@ -332,13 +337,16 @@ class ChatPanel(LiveWidget):
 
     async def _converse(self, message: _Message) -> None:
         uploaded = [await _upload(name, data) for name, data in message.files]
+        run_kwargs = (
+            with_context(self.assistant, self.run_kwargs) if self.context else self.run_kwargs
+        )
         await self.assistant.say_async(
             message.text,
             thread=self.thread,
             event_handler_class=_PanelHandler,
             event_handler_kwargs={"panel": self},
             code_interpreter_files=uploaded or None,
-            **self.run_kwargs,
+            **run_kwargs,
         )
 
     async def _show_final_run(self) -> None:

@@ -3,7 +3,7 @@
 ``%load_ext ipyassistant`` registers them, ``%unload_ext ipyassistant`` removes them::
 
     %%assistant [NAME] [options]        the cell's body is the message
-    %assistant new | threads | history | use NAME | model NAME | config
+    %assistant new | threads | history | use NAME | model NAME | config | fix
 
 NAME is a variable holding an :class:`~ipyassistant.Assistant`; without it the cell talks to
 the notebook's default assistant (or the one chosen with ``%assistant use``). Each assistant
@@ -21,6 +21,11 @@ A failed run shows its error with a hint and a Retry button in its view. With
 stops there. Its default (None) means: raise when the notebook runs unattended (nbclient,
 papermill, nbconvert ``--execute``, which send their cells with ``allow_stdin`` false), not
 when a person runs the cell in JupyterLab, Notebook or VS Code.
+
+``-c``/``--context`` (or ``%config AssistantMagics.context = True``) lets the assistant see
+the kernel through the context tools of :mod:`.context`; ``%assistant fix`` asks it about the
+last error. ``AssistantMagics.approve`` is the approval policy of the magics' runs
+(:mod:`ipyassistant.approval`).
 
 Braces are left alone: IPython does not expand ``{var}`` or ``$var`` in these magics' lines
 (instructions are Jinja templates), and the cell's body is expanded only with ``--expand``.
@@ -45,6 +50,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Bool, Enum, Unicode, observe
 
+from ..approval import POLICIES
 from ..assistants import DEFAULT_HANDLER, Assistant, DefaultHandler
 from ..exceptions import IpyassistantError
 from ..formatting import pprint_messages
@@ -53,6 +59,7 @@ from ..settings import default_model, note_model_in_views, take_model_note
 from ..threads import Thread
 from ..tools import Tool
 from . import display as views
+from .context import fix_message, last_exception, with_context
 from .display import in_notebook
 from .failures import (
     FAILED_STATUSES,
@@ -89,7 +96,7 @@ __all__ = [
 #: How ``%%assistant`` shows the reply (``-f``).
 FORMATS = ("markdown", "text", "code")
 #: The subcommands of ``%assistant``.
-SUBCOMMANDS = ("new", "threads", "history", "use", "model", "config")
+SUBCOMMANDS = ("new", "threads", "history", "use", "model", "config", "fix")
 #: How to choose a model, printed by ``%assistant model``.
 CHOOSE_MODEL = (
     "choose another with %assistant model NAME (openai:gpt-4o-mini, local, test, …; "
@@ -195,6 +202,15 @@ class AssistantMagics(Magics):
         "None: when the notebook runs unattended (nbclient, papermill: execute requests with "
         "allow_stdin false), not when a person runs the cell.",
     ).tag(config=True)
+    context = Bool(False, help="Give every %%assistant run the kernel context tools (-c).").tag(
+        config=True
+    )
+    approve = Enum(
+        POLICIES,
+        None,
+        allow_none=True,
+        help="Whether tool calls that need approval ask (None: IPYASSISTANT_APPROVE, else ask).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -204,6 +220,8 @@ class AssistantMagics(Magics):
         self._conversations: list[_Conversation] = []
         #: Threads named by id (``-t thread_…``), one object per id.
         self._by_id: dict[str, Thread] = {}
+        #: The run of the last ``%%assistant`` cell (``%assistant fix`` offers its code).
+        self._last_run: Run | None = None
 
     # -- the notebook's state ----------------------------------------------------------------
 
@@ -302,6 +320,13 @@ class AssistantMagics(Magics):
         "-i", "--instructions", help="The instructions of this run (they replace the assistant's)."
     )
     @argument("-T", "--tools", metavar="f,g", help="Functions of the notebook to add as tools.")
+    @argument(
+        "-c",
+        "--context",
+        action="store_const",
+        const=True,
+        help="Let the assistant see the kernel: its variables, last error and recent cells.",
+    )
     @argument("-o", "--out", metavar="VAR", help="Store the Run in this variable.")
     @argument("-q", "--quiet", action="store_const", const=True, help="Show nothing while it runs.")
     @argument(
@@ -339,6 +364,10 @@ class AssistantMagics(Magics):
             run_kwargs["instructions"] = args.instructions
         if args.tools is not None:
             run_kwargs["additional_tools"] = self._tools(args.tools)
+        if self.approve is not None and assistant.approve is None:
+            run_kwargs["approve"] = self.approve
+        if args.context or (args.context is None and self.context):
+            run_kwargs = with_context(assistant, run_kwargs)
         if args.new_thread:
             assistant.clear_default_thread()
         thread = assistant.default_thread if args.thread is None else self._thread(args.thread)
@@ -370,6 +399,7 @@ class AssistantMagics(Magics):
                 raise UsageError(f"{exc.message}\n{failure_hint(code, exc.message)}") from None
             raise
 
+        self._last_run = run
         if out is not None:
             self._namespace()[out] = run
         if fmt == "text" and not quiet:
@@ -476,7 +506,8 @@ class AssistantMagics(Magics):
         help="new [NAME]: a new conversation; threads: this notebook's threads; history [NAME]: "
         "the conversation so far; use [NAME]: talk to NAME by default (no NAME: the notebook's "
         "assistant); model [NAME]: show or set the model of %%%%assistant runs ('default' "
-        "resets it); config: the settings.",
+        "resets it); config: the settings; fix [NAME]: ask about the last error (with the "
+        "context tools), and put the corrected cell below.",
     )
     @argument("value", nargs="?", metavar="NAME")
     @no_var_expand
@@ -509,8 +540,21 @@ class AssistantMagics(Magics):
             print(f"model: {self._model_line(assistant)}")
             if value is None:
                 print(CHOOSE_MODEL)
+        elif command == "fix":
+            self._fix(value)
         else:
             self._print_config()
+
+    def _fix(self, name: str | None) -> None:
+        """Say the last error, its cell and its variables, context on; offer the fixed cell."""
+        if last_exception() is None:
+            print("No error to fix: no cell has raised an exception in this kernel.")
+            return
+        self._last_run = None
+        self.assistant_cell(f"{name or ''} --context", fix_message())
+        run = self._last_run
+        if run is not None and _FENCE.search(reply_text(run)):
+            self._show_code(run, quiet=False)
 
     def _model_line(self, assistant: Assistant) -> str:
         if self.model:
@@ -559,7 +603,7 @@ class AssistantMagics(Magics):
         label, assistant = self.current()
         print("AssistantMagics (change with %config AssistantMagics.NAME = value):")
         names = ("assistant_name", "instructions", "model", "format", "expand", "quiet")
-        for name in (*names, "raise_on_failure"):
+        for name in (*names, "raise_on_failure", "context", "approve"):
             print(f"  {name} = {getattr(self, name)!r}")
         thread = assistant.default_thread
         print(f"assistant: {label}" + ("" if self._chosen else " (the notebook's default)"))
