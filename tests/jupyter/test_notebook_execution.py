@@ -159,6 +159,18 @@ def test_the_executed_quickstart_keeps_each_finished_view_without_a_widget(
 
 
 @pytest.mark.slow
+def test_every_assistant_output_says_where_it_came_from(execute: Execute) -> None:
+    nb = execute(NOTEBOOKS / "quickstart.ipynb")
+    views = [o for o in outputs(nb) if VIEW_MIME in o.get("data", {})]
+    assert len(views) == 3
+    for view in views:
+        about = view["metadata"]["ipyassistant"]
+        assert about["run"].startswith("run_") and about["thread"].startswith("thread_")
+        assert about["assistant"].startswith("asst_") and about["model"] == "test"
+    assert len({view["metadata"]["ipyassistant"]["run"] for view in views}) == 3
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not local_available(), reason="the 'local' extra (llama.cpp and the bundled model) is not installed")
 def test_the_quickstart_on_the_local_model_gives_short_replies_that_do_not_loop(tmp_path: Path) -> None:
     """The README's first command opens this notebook on the bundled model: it must talk sense."""

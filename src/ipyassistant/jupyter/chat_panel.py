@@ -72,7 +72,7 @@ from ..settings import note_model_in_views, take_model_note
 from ..tools import CodeInterpreterTool
 from .context import with_context
 from .live import MISSING_ESM, LiveWidget, asset, error_event
-from .saved import saved_bundle
+from .saved import provenance, saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import Op, ViewState, empty_state, file_ids, item_from_message
@@ -227,7 +227,8 @@ class ChatPanel(LiveWidget):
         data, metadata = bundle
         # The saved conversation beside the live widget: JupyterLab's extension draws the
         # widget while its model lives, and this once the kernel is gone.
-        return {**data, **self.saved_bundle(), "text/plain": data["text/plain"]}, metadata
+        saved = {**data, **self.saved_bundle(), "text/plain": data["text/plain"]}
+        return saved, {**metadata, **provenance(self.states())}
 
     def _ipython_display_(self) -> None:
         """Display the panel under its display id, so that finished turns update what is saved."""

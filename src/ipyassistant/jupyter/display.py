@@ -230,14 +230,14 @@ def run_mimebundle(run: Run, include: Any = None, exclude: Any = None) -> MimeBu
     """
     if run.run is None or not _viewable():
         return None
-    from .saved import saved_bundle
+    from .saved import provenance, saved_bundle
     from .widgets import RunView
 
     live = run.event_handler_kwargs.get("view")
     if isinstance(live, RunView) and live.displayed:
         return {"text/plain": repr(run)}, {}
     state = run_state(run)
-    return saved_bundle("run", [state], _images(state), repr(run)), {}
+    return saved_bundle("run", [state], _images(state), repr(run)), provenance([state])
 
 
 def thread_mimebundle(
@@ -247,11 +247,11 @@ def thread_mimebundle(
     :mod:`.saved`; None elsewhere)."""
     if not _viewable():
         return None
-    from .saved import saved_bundle
+    from .saved import provenance, saved_bundle
 
     try:
         state = thread_state(thread)
     except Exception as exc:  # e.g. deleted elsewhere: show the repr, not a traceback
         logger.warning("ipyassistant: could not read thread %s: %s", thread.id, exc)
         return None
-    return saved_bundle("run", [state], _images(state), repr(thread)), {}
+    return saved_bundle("run", [state], _images(state), repr(thread)), provenance([state])

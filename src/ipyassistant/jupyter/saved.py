@@ -26,7 +26,7 @@ from typing import Any
 from .transcript import transcript_html
 from .view_state import ViewState, file_ids
 
-__all__ = ["VIEW_MIME", "saved_bundle", "view_data"]
+__all__ = ["VIEW_MIME", "provenance", "saved_bundle", "view_data"]
 
 #: The MIME type of a view's saved data (its version is in the data: ``"version": 1``).
 VIEW_MIME = "application/vnd.ipyassistant.view+json"
@@ -74,3 +74,28 @@ def saved_bundle(
         "text/html": "".join(transcript_html(state, images) for state in states),
         "text/plain": text,
     }
+
+
+def provenance(states: Sequence[ViewState]) -> dict[str, Any]:
+    """Output metadata naming where the answers in ``states`` came from (``{}`` before a run).
+
+    ``{"ipyassistant": {"assistant", "thread", "run", "model"}}`` for the latest run, and
+    ``"runs"`` listing every run when the view shows several (a chat), so that a reader of a
+    saved notebook knows which assistant, thread, run and model gave each answer.
+    """
+    runs = [run for state in states if (run := state.get("run")) is not None]
+    if not runs:
+        return {}
+    last = runs[-1]
+    about: dict[str, Any] = {
+        "assistant": last["assistant_id"],
+        "thread": last["thread_id"],
+        "run": last["id"],
+        "model": last["model"],
+    }
+    if len(runs) > 1:
+        about["runs"] = [
+            {"run": run["id"], "assistant": run["assistant_id"], "model": run["model"]}
+            for run in runs
+        ]
+    return {"ipyassistant": about}

@@ -44,7 +44,7 @@ from IPython.display import DisplayHandle, display
 
 from .failures import FAILED_STATUSES
 from .live import MISSING_ESM, LiveWidget, asset, error_event
-from .saved import saved_bundle
+from .saved import provenance, saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
 from .view_state import Op, ViewState, apply_ops, empty_state, file_ids
@@ -271,10 +271,15 @@ class RunView(LiveWidget):
             live = super()._repr_mimebundle_()
             widget = live[0] if live is not None else {}
             saved = self.saved_bundle(model_id=self.model_id)
-            self._handle.update({**widget, **saved}, raw=True)
+            self._handle.update({**widget, **saved}, metadata=self.provenance(), raw=True)
             return
-        self._handle.update(self.saved_bundle(), raw=True)
+        self._handle.update(self.saved_bundle(), metadata=self.provenance(), raw=True)
         self.close()
+
+    def provenance(self) -> dict[str, Any]:
+        """The output metadata naming the run's assistant, thread, run and model."""
+        with self._lock:
+            return provenance([self._live])
 
     def saved_bundle(self, model_id: str | None = None) -> dict[str, Any]:
         """The view as a bundle that renders without a kernel (:func:`.saved.saved_bundle`);
