@@ -180,7 +180,7 @@ def test_the_quickstart_on_the_local_model_gives_short_replies_that_do_not_loop(
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute(env=_kernel_env(tmp_path / "data", model="local"))
-    transcripts = [o["data"]["text/html"] for o in outputs(nb) if WIDGET_VIEW in o.get("data", {})]
+    transcripts = [o["data"]["text/html"] for o in outputs(nb) if VIEW_MIME in o.get("data", {})]
     assert len(transcripts) == 3
     said = "".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
     assert "model: local (the default model)" in said
