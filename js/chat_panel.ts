@@ -10,6 +10,7 @@
 
 import type { AnyModel } from "@anywidget/types";
 
+import { followApprovals } from "./approval";
 import { ChatState } from "./chat_state";
 import { ChatView, type ChatActions } from "./chat_view";
 import { defineWidget, onTraits } from "./toolkit/model";
@@ -58,6 +59,10 @@ function view(state: ChatState, model: Model, host: HTMLElement): () => void {
     queued: model.get("queued") ?? [],
   });
   chat.setNote(model.get("note") ?? "");
+  // A call waiting for approval shows its card above the status bar.
+  const approvals = chat.root.ownerDocument.createElement("div");
+  chat.root.insertBefore(approvals, chat.status.root);
+  const offApprovals = followApprovals(model, approvals);
   const offTraits = onTraits(model, {
     busy: (busy) => chat.setBusy(busy),
     queued: (queued) => chat.setQueued(queued ?? []),
@@ -67,6 +72,7 @@ function view(state: ChatState, model: Model, host: HTMLElement): () => void {
   });
   return () => {
     offTraits();
+    offApprovals();
     chat.dispose();
   };
 }

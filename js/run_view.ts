@@ -8,6 +8,7 @@
 
 import type { AnyModel } from "@anywidget/types";
 
+import { followApprovals } from "./approval";
 import { emptyLiveBatch, foldLive, LiveState, type LiveBatch } from "./live";
 import { makeContext, RunRenderer } from "./render";
 import { installStatusCss, running, StatusBar } from "./status_bar";
@@ -44,8 +45,9 @@ function follow(live: LiveState, model: AnyModel<RunViewModel>, el: HTMLElement)
   const ctx = makeContext({ doc, images: live.images, open: live.open });
   const bar = new StatusBar(doc);
   const content = element(doc, "div");
+  const approvals = element(doc, "div");
   el.classList.add("ipa-live-view");
-  el.replaceChildren(bar.root, content);
+  el.replaceChildren(bar.root, content, approvals);
   const renderer = new RunRenderer(content, ctx);
   renderer.render(live.state);
 
@@ -71,6 +73,7 @@ function follow(live: LiveState, model: AnyModel<RunViewModel>, el: HTMLElement)
   };
   el.addEventListener("keydown", onKey);
   const offTraits = onTraits(model, { note: status, retryable: status });
+  const offApprovals = followApprovals(model, approvals);
 
   // The elapsed time of a running run ticks once a second.
   const ticker = new Ticker(status);
@@ -92,6 +95,7 @@ function follow(live: LiveState, model: AnyModel<RunViewModel>, el: HTMLElement)
   return () => {
     el.removeEventListener("keydown", onKey);
     offTraits();
+    offApprovals();
     unsubscribe();
     frames.dispose();
     ticker.dispose();

@@ -496,3 +496,32 @@ def test_default_model_is_announced_once(monkeypatch, capsys):
 def test_local_is_available_with_the_extra():
     assert local_module.local_available()
     assert bundled_model_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+@needs_bundled_model
+def test_describe_variable_under_required_tool_choice_describes_the_variable(client):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ipyassistant.jupyter.context import describe_variable, notebook_tools
+
+    tool = next(t for t in notebook_tools() if t.name == "describe_variable")
+    assistant = client.beta.assistants.create(model="local", tools=[tool.spec()], temperature=0)
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": "Describe the variable named sales."}]
+    )
+    run, _ = stream_run(client, thread.id, assistant.id, tool_choice="required", max_completion_tokens=300)
+    assert run.status == "requires_action", run.last_error
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [c.function.name for c in calls] == ["describe_variable"]
+    arguments = json.loads(calls[0].function.arguments)
+    jsonschema.validate(arguments, tool.parameters)
+    assert arguments["name"] == "sales", arguments
+    # The tool reads the user's namespace: a real IPython shell's.
+    shell = InteractiveShell.instance()
+    shell.user_ns["sales"] = [120, 98, 143]
+    try:
+        output = describe_variable(**arguments)
+    finally:
+        shell.user_ns.pop("sales", None)
+    assert "list" in output and "3" in output, output

@@ -70,6 +70,7 @@ from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
 from ..settings import note_model_in_views, take_model_note
 from ..tools import CodeInterpreterTool
+from . import approval
 from .context import with_context
 from .live import MISSING_ESM, LiveWidget, asset, error_event
 from .saved import provenance, saved_bundle
@@ -437,7 +438,7 @@ class ChatPanel(LiveWidget):
     # -- the browser's messages -------------------------------------------------------------------
 
     def _on_custom_message(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
-        if not isinstance(content, Mapping):
+        if not isinstance(content, Mapping) or approval.receive(content):
             return
         kind = content.get("type")
         if kind == "send":
@@ -475,6 +476,7 @@ class _PanelHandler(AsyncAssistantEventHandler):
     @override
     async def on_event(self, event: AssistantStreamEvent) -> None:
         panel = self._panel
+        approval.showing(panel, kernel_loop_free=True)  # a person answers in the panel
         note = take_model_note()  # the default model, chosen as this turn started
         if note and panel._loop is not None:
             # Traits are written on the kernel loop's thread; this is the portal's.

@@ -39,6 +39,7 @@ from openai.types.beta.threads import Message
 from typing_extensions import override
 
 from ..settings import take_model_note
+from . import approval
 from .live import error_event
 from .view_state import item_from_message
 from .widgets import RunView
@@ -149,6 +150,7 @@ class WidgetHandler(AsyncAssistantEventHandler):
     async def on_event(self, event: AssistantStreamEvent) -> None:
         """Fold every event into the view; fetch the images it starts to show."""
         view = self.view
+        approval.showing(view)  # the run's calls that need approval ask in this view
         note = take_model_note()  # the default model, chosen as this run started
         if note:
             view.note = note

@@ -42,6 +42,7 @@ from typing import Any, cast
 import traitlets
 from IPython.display import DisplayHandle, display
 
+from . import approval
 from .failures import FAILED_STATUSES
 from .live import MISSING_ESM, LiveWidget, asset, error_event
 from .saved import provenance, saved_bundle
@@ -222,6 +223,8 @@ class RunView(LiveWidget):
             self.sync()
 
     def _on_custom_message(self, _widget: Any, content: Any, _buffers: list[Any]) -> None:
+        if approval.receive(content):  # Approve or Deny on a card
+            return
         if isinstance(content, Mapping) and content.get("type") == "retry":
             self._start_retry()
             return
