@@ -70,7 +70,7 @@ def notebook_handler(
 
 
 def notebook_approver() -> Approver | None:
-    """Who answers approval requests in a kernel (over its stdin channel); None elsewhere."""
+    """Who answers approval requests in a kernel (the view's buttons, else a stdin prompt); None elsewhere."""
     if "ipykernel" not in sys.modules:
         return None
     from .jupyter import approval

@@ -11,8 +11,10 @@ runs only once the user approves each call. The policy decides whether to ask:
 
 It comes from ``Run(approve=…)``, else ``Assistant(approve=…)``, else ``IPYASSISTANT_APPROVE``
 (the magics' ``%config AssistantMagics.approve`` passes it to their runs). The one who answers
-is an :data:`Approver`: ``Run(approver=…)``, else the notebook's (a prompt over the kernel's
-stdin channel, as ``input()`` does), else a prompt in the terminal. A call waiting for an answer
+is an :data:`Approver`: ``Run(approver=…)``, else the notebook's (Approve/Deny buttons on the
+call's card in the RunView or ChatPanel showing the run, or a y/n prompt over the kernel's stdin
+channel where no view shows it; :mod:`ipyassistant.jupyter.approval`), else a prompt in the
+terminal. A call waiting for an answer
 keeps the run in ``requires_action``; the wait ends at the run's expiry (an unanswered call is
 denied). A denied call is not made: the model reads an output saying so, and the run goes on.
 """
