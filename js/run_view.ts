@@ -6,6 +6,7 @@
  * toolkit/model.ts). Rendering itself is in render.ts, the state and its ops in view_state.ts.
  */
 
+import { Announcer } from "./announce";
 import { emptyLiveBatch, foldLive, LiveState, type LiveBatch } from "./live";
 import { makeContext, RunRenderer } from "./render";
 import { animationFrames, FrameBatch, Ticker } from "./toolkit/frames";
@@ -28,6 +29,7 @@ export interface RunViewModel {
 function follow(live: LiveState, el: HTMLElement): () => void {
   const ctx = makeContext({ doc: el.ownerDocument, images: live.images, open: live.open });
   const renderer = new RunRenderer(el, ctx);
+  const announcer = (ctx.announcer = new Announcer(el));
   renderer.render(live.state);
 
   // The elapsed time of a running run ticks once a second.
@@ -49,6 +51,7 @@ function follow(live: LiveState, el: HTMLElement): () => void {
     unsubscribe();
     frames.dispose();
     ticker.dispose();
+    announcer.dispose();
   };
 }
 
