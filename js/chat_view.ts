@@ -11,6 +11,7 @@
 
 import type { Attachment, ChatEvent, ChatState } from "./chat_state";
 import { emptyLiveBatch, foldLive, type LiveBatch } from "./live";
+import { Announcer } from "./announce";
 import { makeContext, RunRenderer, type RenderContext } from "./render";
 import { failed, installStatusCss, StatusBar } from "./status_bar";
 import { button, el } from "./toolkit/dom";
@@ -107,6 +108,7 @@ export class ChatView {
     this.frames = new FrameBatch(emptyChatBatch, (batch) => this.draw(batch), options.frames ?? animationFrames(doc.defaultView));
     this.ticker = new Ticker(() => this.onTick(), options.clock);
     this.root = el(doc, "div", "ipa-chat", { testId: "ipa-chat" });
+    this.ctx.announcer = new Announcer(this.root);
     this.log = el(doc, "div", "ipa-chat-log", { testId: "ipa-chat-log" });
     this.conversation = el(doc, "div", "ipa-chat-conversation");
     this.historyBox = el(doc, "div", "ipa-chat-history", { testId: "ipa-chat-history" });
@@ -123,6 +125,7 @@ export class ChatView {
     const row = el(doc, "div", "ipa-chat-row");
     this.input = el(doc, "textarea", "ipa-chat-input", { testId: "ipa-chat-input" });
     this.input.rows = 1;
+    this.input.setAttribute("aria-label", "Message to the assistant");
     this.input.placeholder = options.placeholder ?? "Message… (Enter sends, Shift+Enter: new line)";
     this.input.value = state.draft;
     this.fileInput = el(doc, "input", "ipa-chat-file", { testId: "ipa-chat-file" });
@@ -439,6 +442,7 @@ export class ChatView {
     this.unsubscribe();
     this.frames.dispose();
     this.ticker.dispose();
+    this.ctx.announcer?.dispose();
     this.root.remove();
   }
 }

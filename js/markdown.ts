@@ -1,33 +1,27 @@
 /**
  * Model-written markdown to safe DOM: marked renders it, DOMPurify removes everything that
  * could run (scripts, event handler attributes, javascript: URLs, forms, frames, styles),
- * and highlight.js colours code blocks, each of which gets a copy button.
+ * highlight.js colours code blocks, each of which gets a copy button, and KaTeX draws the math
+ * (math.ts: taken out before the markdown pass, so TeX survives it).
  *
  * Images whose URL a model wrote are shown as links, not loaded: loading them would let a
  * prompt-injected reply send notebook data to any server the moment it is displayed.
  */
 
 import createDOMPurify, { type DOMPurify } from "dompurify";
-import hljs from "highlight.js/lib/core";
-import bash from "highlight.js/lib/languages/bash";
-import json from "highlight.js/lib/languages/json";
-import python from "highlight.js/lib/languages/python";
 import { Marked } from "marked";
 
+import { hljs } from "./highlight";
+import { extractMath, restoreMath } from "./math";
 import { frontend } from "./toolkit/frontend";
-
-hljs.registerLanguage("python", python);
-hljs.registerLanguage("json", json);
-hljs.registerLanguage("bash", bash);
-hljs.registerAliases(["py", "ipython", "python3"], { languageName: "python" });
-hljs.registerAliases(["sh", "shell", "console", "zsh"], { languageName: "bash" });
 
 const marked = new Marked({ gfm: true, breaks: false, async: false });
 /** For what a person typed: each line break is one (a model's markdown follows the spec). */
 const typed = new Marked({ gfm: true, breaks: true, async: false });
 
+// `input` is allowed for one thing only, GFM task lists: see the hook in purify().
 const FORBID_TAGS = [
-  "style", "form", "input", "button", "textarea", "select", "option", "iframe", "frame",
+  "style", "form", "button", "textarea", "select", "option", "iframe", "frame",
   "frameset", "object", "embed", "link", "meta", "base", "svg", "math", "template",
 ];
 
@@ -39,6 +33,16 @@ function purify(): DOMPurify {
   const instance = createDOMPurify(window);
   instance.addHook("afterSanitizeAttributes", (node) => {
     const el = node as Element;
+    if (el.tagName === "INPUT") {
+      // A task list's box: shown, never editable, named by its item's text.
+      if (el.getAttribute("type") !== "checkbox") return el.remove();
+      const checked = el.hasAttribute("checked");
+      for (const attr of Array.from(el.attributes)) el.removeAttribute(attr.name);
+      el.setAttribute("type", "checkbox");
+      el.setAttribute("disabled", "");
+      if (checked) el.setAttribute("checked", "");
+      el.setAttribute("class", "ipa-task");
+    }
     if (el.tagName === "A") {
       el.setAttribute("target", "_blank");
       el.setAttribute("rel", "noopener noreferrer");
@@ -160,10 +164,12 @@ export function insertButton(text: () => string, doc: Document = document): HTML
   return button;
 }
 
-/** Markdown to a sanitised fragment with highlighted code blocks. */
+/** Markdown to a sanitised fragment with highlighted code blocks and rendered math. */
 export function renderMarkdown(text: string, doc: Document = document, breaks = false): DocumentFragment {
-  const html = (breaks ? typed : marked).parse(text) as string;
+  const math = extractMath(text);
+  const html = (breaks ? typed : marked).parse(math.text) as string;
   const fragment = sanitize(html, doc);
+  restoreMath(fragment, math, doc);
   decorateCode(fragment, doc);
   return fragment;
 }

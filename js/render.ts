@@ -4,6 +4,7 @@
  * only the items a batch of ops changed.
  */
 
+import { spoken, type Announcer } from "./announce";
 import { codeActions, copyButton, highlight, insertButton, renderMarkdown } from "./markdown";
 import { el } from "./toolkit/dom";
 import {
@@ -86,6 +87,8 @@ export interface RenderContext {
   open: Map<string, boolean>;
   /** Unix time in seconds (for the elapsed time of a running run). */
   now: () => number;
+  /** Says finished pieces to screen readers (live views only; a saved view has none). */
+  announcer?: Announcer;
 }
 
 export function makeContext(partial: Partial<RenderContext> = {}): RenderContext {
@@ -94,6 +97,7 @@ export function makeContext(partial: Partial<RenderContext> = {}): RenderContext
     images: partial.images ?? new ImageStore(),
     open: partial.open ?? new Map(),
     now: partial.now ?? (() => Date.now() / 1000),
+    announcer: partial.announcer,
   };
 }
 
@@ -106,7 +110,11 @@ export function renderError(error: ViewError | null, ctx: RenderContext): HTMLEl
   return box;
 }
 
-export function renderImage(fileId: string, ctx: RenderContext): HTMLElement {
+/**
+ * An image the run made, by file id; `alt` says what it is from its context (the file id
+ * alone tells a screen reader user nothing).
+ */
+export function renderImage(fileId: string, ctx: RenderContext, alt = `Image (${fileId})`): HTMLElement {
   const url = ctx.images.url(fileId);
   if (!url) {
     const pending = el(ctx.doc, "div", "ipa-image-pending", `image ${fileId}`);
@@ -115,7 +123,7 @@ export function renderImage(fileId: string, ctx: RenderContext): HTMLElement {
   }
   const img = el(ctx.doc, "img", "ipa-image");
   img.src = url;
-  img.alt = fileId;
+  img.alt = alt;
   img.dataset.fileId = fileId;
   return img;
 }
@@ -124,6 +132,14 @@ function badge(status: string, ctx: RenderContext): HTMLElement {
   const span = el(ctx.doc, "span", `ipa-badge ipa-status-${status}`, status.replace("_", " "));
   if (ACTIVE.has(status)) span.classList.add("ipa-active");
   return span;
+}
+
+/** An image's alt text in a message: who showed it, and the words around it. */
+export function imageAlt(item: MessageItem, fileId: string): string {
+  const words = spoken(item.blocks.map((b) => (b.type === "text" ? b.text : "")).join(" "));
+  const who = item.role === "user" ? "Image you sent" : `Image from the ${item.role}'s reply`;
+  const context = words.length > 120 ? `${words.slice(0, 120)}…` : words;
+  return context ? `${who}: ${context} (${fileId})` : `${who} (${fileId})`;
 }
 
 export function renderMessage(item: MessageItem, ctx: RenderContext): HTMLElement {
@@ -138,7 +154,7 @@ export function renderMessage(item: MessageItem, ctx: RenderContext): HTMLElemen
     } else if (block.type === "refusal") {
       body.append(el(ctx.doc, "div", "ipa-refusal", block.text));
     } else if (block.type === "image") {
-      body.append(renderImage(block.file_id, ctx));
+      body.append(renderImage(block.file_id, ctx, imageAlt(item, block.file_id)));
     } else if (block.type === "image_url") {
       // A URL the model chose: a link, not a request made on the reader's behalf.
       const link = el(ctx.doc, "a", "ipa-image-link", `[image: ${block.url}]`);
@@ -220,7 +236,9 @@ export function renderCode(item: CodeItem, ctx: RenderContext): HTMLElement {
   }
   if (item.images.length) {
     const images = el(ctx.doc, "div", "ipa-images");
-    for (const fileId of item.images) images.append(renderImage(fileId, ctx));
+    for (const fileId of item.images) {
+      images.append(renderImage(fileId, ctx, `Plot from the code interpreter (${fileId})`));
+    }
     details.append(images);
   }
   const error = renderError(item.error, ctx);
@@ -308,6 +326,7 @@ export class RunRenderer {
       }),
     );
     this.renderRun(state);
+    this.ctx.announcer?.observe(state);
   }
 
   /** Re-render what `changes` names (after the ops were applied to `state`). */
@@ -326,6 +345,7 @@ export class RunRenderer {
       }
     }
     if (changes.run || changes.error) this.renderRun(state);
+    this.ctx.announcer?.observe(state);
   }
 
   /** Re-render the items that show one of these images (their bytes just arrived). */

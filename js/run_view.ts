@@ -8,6 +8,7 @@
 
 import type { AnyModel } from "@anywidget/types";
 
+import { Announcer } from "./announce";
 import { followApprovals } from "./approval";
 import { emptyLiveBatch, foldLive, LiveState, type LiveBatch } from "./live";
 import { makeContext, RunRenderer } from "./render";
@@ -49,6 +50,7 @@ function follow(live: LiveState, model: AnyModel<RunViewModel>, el: HTMLElement)
   el.classList.add("ipa-live-view");
   el.replaceChildren(bar.root, content, approvals);
   const renderer = new RunRenderer(content, ctx);
+  const announcer = (ctx.announcer = new Announcer(el));
   renderer.render(live.state);
 
   const canStop = (): boolean => typeof frontend()?.interruptKernel === "function";
@@ -99,6 +101,7 @@ function follow(live: LiveState, model: AnyModel<RunViewModel>, el: HTMLElement)
     unsubscribe();
     frames.dispose();
     ticker.dispose();
+    announcer.dispose();
   };
 }
 

@@ -2,9 +2,10 @@
 
 Notebook viewers that run no JavaScript (nbconvert's HTML, GitHub, a notebook opened without
 its kernel's widgets) show this instead of the live widget. Model text is untrusted: it is
-rendered as markdown with raw HTML *escaped* (markdown-it with ``html=False``), links other
-than http(s)/mailto/relative dropped, and markdown images turned into plain links, since an
-image URL written by a model is a way to send data out of the notebook the moment it is shown.
+rendered as markdown with raw HTML *escaped*, links other than http(s)/mailto/relative
+dropped, and markdown images turned into plain links, since an image URL written by a model
+is a way to send data out of the notebook the moment it is shown (see
+:mod:`.transcript_markdown`, which also draws math, colours code and shows task lists).
 Images the run made (Files API files) are embedded as ``data:`` URLs from their bytes.
 """
 
@@ -15,13 +16,10 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from markdown_it import MarkdownIt
-
+from .transcript_markdown import MARKDOWN_STYLE, link_ok, render_markdown
 from .view_state import ViewState
 
 __all__ = ["image_mime", "render_markdown", "transcript_html"]
-
-_SAFE_SCHEMES = ("http://", "https://", "mailto:")
 
 _STYLE = """\
 <style>
@@ -33,42 +31,7 @@ _STYLE = """\
 .ipa-transcript pre{white-space:pre-wrap;overflow-x:auto;padding:.4em;background:rgba(127,127,127,.1)}
 .ipa-transcript .ipa-error{color:#c62828}
 .ipa-transcript img{max-width:100%}
-</style>"""
-
-
-def _link_ok(url: str) -> bool:
-    lowered = url.strip().lower()
-    if lowered.startswith(_SAFE_SCHEMES) or lowered.startswith(("#", "/", "./", "../")):
-        return True
-    # A relative link has no scheme: no colon before the first slash, query or fragment.
-    head = lowered.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    return ":" not in head
-
-
-def _markdown(breaks: bool = False) -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "breaks": breaks}).enable(
-        ["table", "strikethrough"]
-    )
-    md.validateLink = _link_ok  # type: ignore[method-assign]
-
-    def image_as_link(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
-        token = tokens[idx]
-        src = html.escape(str(token.attrGet("src") or ""), quote=True)
-        alt = html.escape(token.content or "image")
-        return f'<a href="{src}" rel="noopener noreferrer">[image: {alt}]</a>'
-
-    md.add_render_rule("image", image_as_link)
-    return md
-
-
-_MD = _markdown()
-#: For what a person typed: each line break is one.
-_TYPED = _markdown(breaks=True)
-
-
-def render_markdown(text: str, *, breaks: bool = False) -> str:
-    """Markdown to HTML with raw HTML escaped, unsafe links dropped, images made links."""
-    return (_TYPED if breaks else _MD).render(text)
+""" + MARKDOWN_STYLE + "\n</style>"
 
 
 def image_mime(data: bytes) -> str:
@@ -109,12 +72,13 @@ def _message(item: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     for block in item.get("blocks", []):
         kind = block.get("type")
         if kind == "text":
-            parts.append(render_markdown(block.get("text", ""), breaks=role == "user"))
+            text = render_markdown(block.get("text", ""), breaks=role == "user")
+            parts.append(f'<div class="ipa-text">{text}</div>')
         elif kind == "refusal":
             parts.append(f'<p class="ipa-error">{_esc(block.get("text"))}</p>')
         elif kind == "image":
             parts.append(_image(block.get("file_id", ""), images))
-        elif kind == "image_url" and _link_ok(str(block.get("url", ""))):
+        elif kind == "image_url" and link_ok(str(block.get("url", ""))):
             url = _esc(block.get("url"))
             parts.append(f'<p><a href="{url}" rel="noopener noreferrer">[image: {url}]</a></p>')
     if item.get("status") == "incomplete":
