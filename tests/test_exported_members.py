@@ -18,6 +18,7 @@ EXPECTED = {
     "pprint_messages",
     "pprint_run",
     "pprint_steps",
+    "tool",
 }
 
 
