@@ -18,7 +18,8 @@ from _wait import wait_until
 from ipyassistant import Assistant, Run, Thread
 from ipyassistant.jupyter import display as notebook
 from ipyassistant.jupyter import magics as magics_module
-from ipyassistant.jupyter.magics import CHOOSE_MODEL, AssistantMagics, expand_braces, extract_code
+from ipyassistant.jupyter.cell_text import expand_braces, extract_code
+from ipyassistant.jupyter.magics import CHOOSE_MODEL, AssistantMagics
 
 DEADLINE = 20.0
 

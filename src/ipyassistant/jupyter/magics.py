@@ -37,8 +37,6 @@ import argparse
 import contextlib
 import keyword
 import os
-import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -59,6 +57,7 @@ from ..settings import default_model, note_model_in_views, take_model_note
 from ..threads import Thread
 from ..tools import Tool
 from . import display as views
+from .cell_text import FENCE, expand_braces, extract_code, reply_text
 from .context import fix_message, last_exception, with_context
 from .display import in_notebook
 from .failures import (
@@ -102,46 +101,6 @@ CHOOSE_MODEL = (
     "choose another with %assistant model NAME (openai:gpt-4o-mini, local, test, …; "
     "'default' goes back), or IPYASSISTANT_MODEL before the kernel starts"
 )
-
-_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)```", re.DOTALL)
-_PYTHON = frozenset({"", "python", "py", "python3", "ipython", "ipython3"})
-
-
-def expand_braces(text: str, namespace: Mapping[str, Any]) -> str:
-    """``{name}`` (also ``{name.attr}``, ``{name[key]}``, ``{name:spec}``) from ``namespace``;
-    ``{{`` and ``}}`` stand for literal braces."""
-    try:
-        return string.Formatter().vformat(text, (), namespace)
-    except KeyError as exc:
-        raise UsageError(
-            f"--expand: no variable named {exc.args[0]!r} (write {{{{ and }}}} for literal braces)"
-        ) from None
-    except (IndexError, ValueError, AttributeError, TypeError) as exc:
-        raise UsageError(f"--expand: {exc} (write {{{{ and }}}} for literal braces)") from None
-
-
-def reply_text(run: Run) -> str:
-    """The text of the assistant's messages in a run, in order."""
-    parts = [
-        block.text.value
-        for message in run.messages
-        if message.role == "assistant"
-        for block in message.content
-        if block.type == "text"
-    ]
-    return "\n\n".join(parts)
-
-
-def extract_code(text: str) -> str:
-    """The code in a reply: its fenced Python blocks (else all its fenced blocks), joined;
-    a reply without fences is taken to be code as it is."""
-    blocks = _FENCE.findall(text)
-    if not blocks:
-        return text.strip()
-    python = [body for language, body in blocks if language.lower() in _PYTHON]
-    chosen = python or [body for _, body in blocks]
-    return "\n".join(body.rstrip("\n") + "\n" for body in chosen).rstrip("\n")
-
 
 @dataclass
 class _Conversation:
@@ -553,7 +512,7 @@ class AssistantMagics(Magics):
         self._last_run = None
         self.assistant_cell(f"{name or ''} --context", fix_message())
         run = self._last_run
-        if run is not None and _FENCE.search(reply_text(run)):
+        if run is not None and FENCE.search(reply_text(run)):
             self._show_code(run, quiet=False)
 
     def _model_line(self, assistant: Assistant) -> str:
