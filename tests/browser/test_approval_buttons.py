@@ -8,6 +8,7 @@ it set); Deny does not, and the model reads that the user declined.
 from __future__ import annotations
 
 import nbformat
+import pytest
 from _lab import Lab, open_notebook, run_all_cells, wait_idle
 from playwright.sync_api import Page, expect
 from test_notebooks import LONG, _no_news_toast, errors  # noqa: F401  (its toast covers buttons)
@@ -60,8 +61,9 @@ def test_deny_in_a_blocking_cell_runs_nothing_and_says_so(lab: Lab, page: Page) 
     expect(cells.nth(1)).to_contain_text("the user declined")
 
 
-def test_approve_in_a_chat_panel_runs_the_code(lab: Lab, page: Page) -> None:
-    name = "approve_panel.ipynb"
+@pytest.mark.parametrize(("button", "expected"), [("Approve", "panel_var: 42"), ("Deny", "panel_var: missing")])
+def test_approve_or_deny_in_a_chat_panel(lab: Lab, page: Page, button: str, expected: str) -> None:
+    name = f"{button.lower()}_panel.ipynb"
     _write(
         lab,
         name,
@@ -79,8 +81,11 @@ def test_approve_in_a_chat_panel_runs_the_code(lab: Lab, page: Page) -> None:
     box.press("Enter")
     card = panel.get_by_test_id("ipa-approval")
     expect(card).to_contain_text("panel_var = 41 + 1", timeout=LONG)
-    card.get_by_role("button", name="Approve", exact=True).click()
-    expect(panel.get_by_test_id("ipa-chat-turn").first).to_contain_text("Tool results", timeout=LONG)
+    card.get_by_role("button", name=button, exact=True).click()
+    turn = panel.get_by_test_id("ipa-chat-turn").first
+    expect(turn).to_contain_text("Tool results", timeout=LONG)
+    if button == "Deny":
+        expect(turn).to_contain_text("the user declined")
     expect(card).to_have_count(0)
 
     cells = page.locator(".jp-Notebook .jp-Cell")
@@ -89,5 +94,5 @@ def test_approve_in_a_chat_panel_runs_the_code(lab: Lab, page: Page) -> None:
     page.keyboard.press("ControlOrMeta+a")
     page.keyboard.type(_printing("panel_var"))
     page.keyboard.press("Shift+Enter")
-    expect(last.locator(".jp-OutputArea-output")).to_contain_text("panel_var: 42", timeout=LONG)
+    expect(last.locator(".jp-OutputArea-output")).to_contain_text(expected, timeout=LONG)
     assert not errors(page), "\n\n".join(errors(page))
