@@ -37,7 +37,8 @@ from typing import Any, cast
 import traitlets
 from IPython.display import DisplayHandle, display
 
-from .live import MISSING_ESM, LiveWidget, asset
+from .live import MISSING_ESM, LiveWidget
+from .module_loader import loader_esm
 from .saved import saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
@@ -62,8 +63,8 @@ class RunView(LiveWidget):
             asyncio loop; tests pass a fake one whose timers fire when they move its clock).
     """
 
-    _esm = asset("run_view.js", MISSING_ESM)
-    _css = asset("run_view.css", "")
+    # A loader, not the bundle: the saved widget state stays small (see module_loader).
+    _esm = loader_esm("run_view", MISSING_ESM)
 
     #: The finished view state (see :mod:`ipyassistant.jupyter.view_state`), written when a
     #: stream ends; live changes travel as patch messages instead.
