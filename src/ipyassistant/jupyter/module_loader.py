@@ -30,8 +30,20 @@ MODULES = ("run_view", "chat_panel")
 #: The message the loader sends and the kernel's reply carries.
 REQUEST = "ipa-module"
 
+# anywidget handles no comm message of a model until its `initialize` has returned (and gives
+# up on a model whose `initialize` takes over 2 s), so `initialize` cannot wait for the kernel's
+# reply: it asks, returns, and runs the module's own `initialize` once the module has come;
+# `render` waits for that. The module's `initialize` asks the kernel for a snapshot, so the
+# messages that came before it are not lost.
 _LOADER = """\
 const NAME = %(name)s, BUILD = %(build)s;
+// anywidget imports the loader once per model: the kernel's module is kept for the page.
+const FETCHED = (globalThis.__ipyassistantFetched ??= new Map());
+const started = new Map();
+function fromLab() {
+  const lab = globalThis.__ipyassistant?.widgets;
+  return lab && lab.build === BUILD && lab[NAME] ? lab[NAME] : undefined;
+}
 async function fromKernel(model) {
   const reply = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("ipyassistant: the kernel sent no module")), 60000);
@@ -53,14 +65,37 @@ async function fromKernel(model) {
   const url = URL.createObjectURL(new Blob([reply.esm], { type: "text/javascript" }));
   try { return (await import(url)).default; } finally { URL.revokeObjectURL(url); }
 }
-let widget;
+function kernelModule(model) {
+  const key = `${NAME}:${BUILD}`;
+  if (!FETCHED.has(key)) {
+    const fetched = fromKernel(model);
+    FETCHED.set(key, fetched);
+    fetched.catch(() => FETCHED.delete(key));
+  }
+  return FETCHED.get(key);
+}
 export default {
-  async initialize(ctx) {
-    const lab = globalThis.__ipyassistant?.widgets;
-    widget = lab && lab.build === BUILD && lab[NAME] ? lab[NAME] : await fromKernel(ctx.model);
-    return widget.initialize?.(ctx);
+  initialize(ctx) {
+    const lab = fromLab();
+    if (lab) return lab.initialize?.(ctx);
+    let cleanup, disposed = false;
+    const uid = ctx.model.get("_uid");
+    const ready = kernelModule(ctx.model).then(async (widget) => {
+      if (!disposed) cleanup = await widget.initialize?.(ctx);
+      return widget;
+    });
+    started.set(uid, ready);
+    return () => {
+      disposed = true;
+      if (started.get(uid) === ready) started.delete(uid);
+      if (typeof cleanup === "function") cleanup();
+    };
   },
-  render(ctx) { return widget.render(ctx); },
+  async render(ctx) {
+    const widget = fromLab() ?? (await (started.get(ctx.model.get("_uid")) ?? kernelModule(ctx.model)));
+    if (ctx.signal?.aborted) return;
+    return widget.render(ctx);
+  },
 };
 """
 
