@@ -4,9 +4,19 @@
  * It gives the views (live widgets and saved views alike, through `globalThis.__ipyassistant`,
  * see toolkit/frontend.ts) "Insert into a new cell": the cell that shows the view is made
  * active and JupyterLab's own `notebook:insert-cell-below` command adds the code below it.
+ *
+ * It also carries the widgets' modules (their CSS is the extension's style): each widget's
+ * `_esm` is a small loader that takes them from here when the build ids match (see the Python
+ * module `ipyassistant.jupyter.module_loader`), so no notebook saves the bundle in its state.
  */
 
+import chatPanel from "../chat_panel";
+import runView from "../run_view";
 import { setFrontend } from "../toolkit/frontend";
+
+/** The id of the widget bundle built with this extension (esbuild's --define, js/build_id.mjs). */
+declare const IPA_BUILD_ID: string;
+const BUILD = typeof IPA_BUILD_ID === "string" ? IPA_BUILD_ID : "";
 
 interface CellLike {
   node: HTMLElement;
@@ -28,7 +38,8 @@ const plugin = {
   id: "ipyassistant-widgets:plugin",
   autoStart: true,
   activate: (app: AppLike): void => {
-    setFrontend({
+    const widgets = { build: BUILD, run_view: runView, chat_panel: chatPanel };
+    setFrontend(Object.assign({ widgets }, {
       async insertCell(code: string, from: Element): Promise<boolean> {
         for (const panel of app.shell.widgets("main")) {
           const notebook = panel.content as NotebookLike | undefined;
@@ -43,7 +54,7 @@ const plugin = {
         }
         return false;
       },
-    });
+    }));
   },
 };
 

@@ -72,7 +72,8 @@ from ..settings import note_model_in_views, take_model_note
 from ..tools import CodeInterpreterTool
 from . import approval
 from .context import with_context
-from .live import MISSING_ESM, LiveWidget, asset, error_event
+from .live import MISSING_ESM, LiveWidget, error_event
+from .module_loader import loader_esm
 from .saved import provenance, saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
@@ -123,8 +124,8 @@ class ChatPanel(LiveWidget):
         run_kwargs: Passed to every run (:meth:`Assistant.say`'s ``run_kwargs``).
     """
 
-    _esm = asset("chat_panel.js", MISSING_ESM)
-    _css = asset("chat_panel.css", "")
+    # A loader, not the bundle: the saved widget state stays small (see module_loader).
+    _esm = loader_esm("chat_panel", MISSING_ESM)
 
     #: The thread's messages from before the panel, as a view state (``run`` is None).
     history = traitlets.Dict().tag(sync=True)

@@ -13,19 +13,17 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
+from .module_loader import serve_module
 from .throttle import PatchThrottle, TimerLoop
 from .view_items import field
 from .view_state import BOUNDARY_EVENTS, Op, ViewState, apply_ops, diff_event
 
-__all__ = ["MISSING_ESM", "LiveWidget", "asset", "error_event"]
-
-_STATIC = Path(__file__).resolve().parent.parent / "static"
+__all__ = ["MISSING_ESM", "LiveWidget", "error_event"]
 
 #: Shown instead of a widget when the JavaScript bundle was not built (a source checkout
 #: installed without hatch-jupyter-builder): the transcript in the same output still shows.
@@ -37,12 +35,6 @@ export default {
   },
 };
 """
-
-
-def asset(name: str, fallback: str) -> Path | str:
-    """The built front-end file ``name`` (from ``static/``), or ``fallback`` if not built."""
-    path = _STATIC / name
-    return path if path.is_file() else fallback
 
 
 def error_event(exc: BaseException) -> dict[str, Any]:
@@ -84,6 +76,8 @@ class LiveWidget(anywidget.AnyWidget):
             self.send, self._lock, interval=interval, clock=clock, timer_loop=timer_loop
         )
         self._live_images: dict[str, bytes] = dict(images or {})
+        # The page asks for the widget's module when the JupyterLab extension cannot give it.
+        self.on_msg(lambda _widget, content, _buffers: serve_module(self.send, content))
 
     def _fold(self, live: ViewState, event: Any) -> list[Op]:
         """Fold one stream event into ``live`` and queue its ops (hold the lock)."""

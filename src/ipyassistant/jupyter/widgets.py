@@ -44,7 +44,8 @@ from IPython.display import DisplayHandle, display
 
 from . import approval
 from .failures import FAILED_STATUSES
-from .live import MISSING_ESM, LiveWidget, asset, error_event
+from .live import MISSING_ESM, LiveWidget, error_event
+from .module_loader import loader_esm
 from .saved import provenance, saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
@@ -71,8 +72,8 @@ class RunView(LiveWidget):
             asyncio loop; tests pass a fake one whose timers fire when they move its clock).
     """
 
-    _esm = asset("run_view.js", MISSING_ESM)
-    _css = asset("run_view.css", "")
+    # A loader, not the bundle: the saved widget state stays small (see module_loader).
+    _esm = loader_esm("run_view", MISSING_ESM)
 
     #: The finished view state (see :mod:`ipyassistant.jupyter.view_state`), written when a
     #: stream ends; live changes travel as patch messages instead.
