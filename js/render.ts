@@ -142,7 +142,26 @@ export function imageAlt(item: MessageItem, fileId: string): string {
   return context ? `${who}: ${context} (${fileId})` : `${who} (${fileId})`;
 }
 
-export function renderMessage(item: MessageItem, ctx: RenderContext): HTMLElement {
+/** How `codeImages` names an image of a run. */
+function imageKey(runId: string | null, fileId: string): string {
+  return `${runId ?? ""}\u0000${fileId}`;
+}
+
+/**
+ * The images the code cards of `state` draw, by run and file id. The reply after a code
+ * interpreter call carries the same files as `image_file` blocks (as OpenAI's API does): a
+ * view draws each once, in its card.
+ */
+export function codeImages(state: ViewState): Set<string> {
+  const keys = new Set<string>();
+  for (const item of state.items) {
+    if (item.kind === "code") for (const fileId of item.images) keys.add(imageKey(item.run_id, fileId));
+  }
+  return keys;
+}
+
+/** `drawn`: what the code cards already show (see `codeImages`); a reply skips those images. */
+export function renderMessage(item: MessageItem, ctx: RenderContext, drawn: ReadonlySet<string> = new Set()): HTMLElement {
   const box = el(ctx.doc, "div", `ipa-msg ipa-role-${item.role}`);
   box.append(el(ctx.doc, "div", "ipa-role", item.role));
   const body = el(ctx.doc, "div", "ipa-body");
@@ -154,6 +173,7 @@ export function renderMessage(item: MessageItem, ctx: RenderContext): HTMLElemen
     } else if (block.type === "refusal") {
       body.append(el(ctx.doc, "div", "ipa-refusal", block.text));
     } else if (block.type === "image") {
+      if (item.role !== "user" && drawn.has(imageKey(item.run_id, block.file_id))) continue;
       body.append(renderImage(block.file_id, ctx, imageAlt(item, block.file_id)));
     } else if (block.type === "image_url") {
       // A URL the model chose: a link, not a request made on the reader's behalf.
@@ -246,9 +266,9 @@ export function renderCode(item: CodeItem, ctx: RenderContext): HTMLElement {
   return details;
 }
 
-export function renderItem(item: Item, ctx: RenderContext): HTMLElement {
+export function renderItem(item: Item, ctx: RenderContext, drawn?: ReadonlySet<string>): HTMLElement {
   let node: HTMLElement;
-  if (item.kind === "message") node = renderMessage(item, ctx);
+  if (item.kind === "message") node = renderMessage(item, ctx, drawn);
   else if (item.kind === "tool_call") node = renderToolCall(item, ctx);
   else if (item.kind === "code") node = renderCode(item, ctx);
   else node = el(ctx.doc, "div", "ipa-unknown");
@@ -294,7 +314,8 @@ export function renderRun(run: RunInfo | null, streamError: ViewError | null, ct
 export function renderState(state: ViewState, ctx: RenderContext): HTMLElement {
   const root = el(ctx.doc, "div", "ipa-run-view");
   const items = el(ctx.doc, "div", "ipa-items");
-  for (const item of state.items) items.append(renderItem(item, ctx));
+  const drawn = codeImages(state);
+  for (const item of state.items) items.append(renderItem(item, ctx, drawn));
   root.append(items, renderRun(state.run, state.error, ctx));
   return root;
 }
@@ -318,9 +339,10 @@ export class RunRenderer {
   /** Render `state` from scratch. */
   render(state: ViewState): void {
     this.nodes.clear();
+    const drawn = codeImages(state);
     this.items.replaceChildren(
       ...state.items.map((item) => {
-        const node = renderItem(item, this.ctx);
+        const node = renderItem(item, this.ctx, drawn);
         this.nodes.set(item.id, node);
         return node;
       }),
@@ -331,9 +353,10 @@ export class RunRenderer {
 
   /** Re-render what `changes` names (after the ops were applied to `state`). */
   update(state: ViewState, changes: Changes): void {
+    const drawn = codeImages(state);
     for (const item of state.items) {
       if (!changes.items.has(item.id)) continue;
-      const node = renderItem(item, this.ctx);
+      const node = renderItem(item, this.ctx, drawn);
       this.nodes.get(item.id)?.replaceWith(node);
       this.nodes.set(item.id, node);
     }

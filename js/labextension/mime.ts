@@ -2,7 +2,8 @@
  * The JupyterLab MIME renderer of saved views (`application/vnd.ipyassistant.view+json`).
  *
  * A finished run's output carries only the saved view: it is drawn from the notebook's data,
- * with or without a kernel. A ChatPanel's output carries the widget view too; this renderer
+ * with or without a kernel. A ChatPanel's output, and a failed run's (its live view offers
+ * Retry), carry the widget view too; this renderer
  * ranks before the widget renderer, draws the saved conversation at once, and swaps in the
  * live widget when the notebook's widget manager has its model with a live comm. A model that
  * is gone (a new kernel) or restored from saved widget state without a kernel keeps the saved
@@ -60,9 +61,12 @@ class SavedViewRenderer extends Panel implements IRenderMime.IRenderer {
     // A finished turn rewrites the output (same display id): the live widget stays.
     if (this.live && this.liveId === widgetData?.model_id) return;
     this.release?.();
-    const chat = data.kind === "chat" && typeof widgetData?.model_id === "string";
+    // Any output that still carries a widget view (a ChatPanel, a failed run offering Retry)
+    // goes live when its model does; only a chat says the kernel is gone when it does not.
+    const widget = typeof widgetData?.model_id === "string";
+    const chat = data.kind === "chat" && widget;
     this.release = renderSaved(data, this.saved.node, chat ? DISCONNECTED : undefined);
-    if (chat) {
+    if (widget) {
       // Until the live widget is found, the note would say the kernel is gone: hide it.
       this.saved.node.querySelector<HTMLElement>(".ipa-chat-disconnected")?.setAttribute("hidden", "");
       this.pending = model;

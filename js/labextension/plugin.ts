@@ -3,7 +3,8 @@
  *
  * It gives the views (live widgets and saved views alike, through `globalThis.__ipyassistant`,
  * see toolkit/frontend.ts) "Insert into a new cell": the cell that shows the view is made
- * active and JupyterLab's own `notebook:insert-cell-below` command adds the code below it.
+ * active and JupyterLab's own `notebook:insert-cell-below` command adds the code below it;
+ * and a RunView's Stop and Esc interrupt the kernel of the notebook that shows it.
  *
  * It also carries the widgets' modules (their CSS is the extension's style): each widget's
  * `_esm` is a small loader that takes them from here when the build ids match (see the Python
@@ -29,8 +30,16 @@ interface NotebookLike {
   activeCell: CellLike | null;
 }
 
+/** A main-area widget; a NotebookPanel has a session context with the kernel. */
+interface MainWidgetLike {
+  node: HTMLElement;
+  id: string;
+  content?: unknown;
+  sessionContext?: { session?: { kernel?: { interrupt(): Promise<void> } | null } | null };
+}
+
 interface AppLike {
-  shell: { widgets(area: string): Iterable<{ node: HTMLElement; id: string; content?: unknown }>; activateById(id: string): void };
+  shell: { widgets(area: string): Iterable<MainWidgetLike>; activateById(id: string): void };
   commands: { execute(id: string, args?: unknown): Promise<unknown> };
 }
 
@@ -50,6 +59,16 @@ const plugin = {
           notebook.activeCellIndex = index;
           await app.commands.execute("notebook:insert-cell-below");
           notebook.activeCell?.model.sharedModel.setSource(code);
+          return true;
+        }
+        return false;
+      },
+      async interruptKernel(from: Element): Promise<boolean> {
+        for (const panel of app.shell.widgets("main")) {
+          if (!panel.node.contains(from) || !panel.sessionContext) continue;
+          const kernel = panel.sessionContext.session?.kernel;
+          if (!kernel) return false;
+          await kernel.interrupt();
           return true;
         }
         return false;

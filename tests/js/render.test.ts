@@ -179,20 +179,46 @@ describe("code interpreter cards and images", () => {
     expect(card.querySelector("pre.ipa-code code.language-python")?.textContent).toContain("ax.plot([1, 3, 2])");
     expect(card.querySelector(".hljs-keyword")).not.toBeNull();
     expect(card.querySelector(".ipa-logs")?.textContent).toBe("plotted 3 points\n");
-    // No bytes yet: placeholders, in the card and in the reply's image_file block.
-    expect(root.querySelectorAll(".ipa-image-pending")).toHaveLength(2);
+    // No bytes yet: a placeholder in the card (the reply's image_file block repeats it).
+    expect(root.querySelectorAll(".ipa-image-pending")).toHaveLength(1);
+    expect(card.querySelector(".ipa-image-pending")).not.toBeNull();
 
     const [fileId, data] = Object.entries(bytes)[0];
     images.set(fileId, data);
     renderer.refreshImages(state, [fileId]);
     const imgs = root.querySelectorAll<HTMLImageElement>("img.ipa-image");
-    expect(imgs).toHaveLength(2);
-    expect(imgs[0].src).toBe(imgs[1].src); // one object URL per file
+    expect(imgs).toHaveLength(1);
+    expect(imgs[0].closest("details.ipa-code")).not.toBeNull();
+    expect(urls.made.size).toBe(1); // one object URL per file
     const blob = urls.made.get(imgs[0].src) as Blob;
     expect(blob.type).toBe("image/png");
     expect(blob.size).toBe(data.length);
     images.dispose();
     expect(urls.revoked.has(imgs[0].src)).toBe(true);
+  });
+
+  it("draw each image once: a reply skips the files its run's code cards show", () => {
+    const state = opsFixture("code_interpreter").final;
+    const code = state.items.find((item) => item.kind === "code");
+    const reply = state.items.find((item) => item.kind === "message" && item.role === "assistant");
+    if (code?.kind !== "code" || reply?.kind !== "message") throw new Error("fixture changed");
+    const fileId = code.images[0];
+    expect(reply.blocks).toContainEqual({ type: "image", file_id: fileId });
+    expect(reply.run_id).toBe(code.run_id);
+    expect(renderState(state, context()).querySelectorAll(`[data-file-id="${fileId}"]`)).toHaveLength(1);
+
+    // The same file in another run's reply, or sent by the user, is drawn there too.
+    const other: ViewState = {
+      ...state,
+      items: [
+        ...state.items,
+        { ...reply, id: "later", run_id: "run_other" },
+        { kind: "message", id: "mine", run_id: code.run_id, role: "user", status: "completed", blocks: [{ type: "image", file_id: fileId }] },
+      ],
+    };
+    const root = renderState(other, context());
+    expect(root.querySelectorAll(`[data-file-id="${fileId}"]`)).toHaveLength(3);
+    expect(root.querySelector('[data-id="later"] [data-file-id]')).not.toBeNull();
   });
 
   it("tell image types from their first bytes", () => {

@@ -70,11 +70,12 @@ describe("the RunView module", () => {
     const cleanup = (await widget.initialize?.(props(live))) as () => void;
     const el = document.createElement("div");
     const dispose = (await widget.render?.(props(live, el))) as () => void;
-    expect(el.querySelectorAll(".ipa-image-pending")).toHaveLength(2);
+    // Once, in the code card: the reply's image_file block repeats it.
+    expect(el.querySelectorAll(".ipa-image-pending")).toHaveLength(1);
     live.emit("msg:custom", { type: "image", file_id: fileId }, [view]);
     await nextFrame();
     const imgs = el.querySelectorAll<HTMLImageElement>("img.ipa-image");
-    expect(imgs).toHaveLength(2);
+    expect(imgs).toHaveLength(1);
     expect((urls.made.get(imgs[0].src) as Blob).size).toBe(bytes.length);
     dispose();
     cleanup();
@@ -86,7 +87,7 @@ describe("the RunView module", () => {
     const cleanup2 = (await widget.initialize?.(props(saved))) as () => void;
     const el2 = document.createElement("div");
     const dispose2 = (await widget.render?.(props(saved, el2))) as () => void;
-    expect(el2.querySelectorAll("img.ipa-image")).toHaveLength(2);
+    expect(el2.querySelectorAll("img.ipa-image")).toHaveLength(1);
     dispose2();
     cleanup2();
   });
