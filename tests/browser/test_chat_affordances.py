@@ -112,6 +112,7 @@ def test_escape_in_a_running_view_stops_the_run(lab: Lab, page: Page) -> None:
     # The kernel is interrupted at once (not after the 30 s), and the cell says so in one line.
     wait_idle(page, timeout=10)
     expect(cell.locator(".jp-OutputArea")).to_contain_text("Interrupted: the run was cancelled.")
+    expect(stop).to_have_count(0, timeout=LONG)  # the view ends too, not stuck at "starting…"
 
 
 PLOT = '''from ipyassistant import Assistant, CodeInterpreter

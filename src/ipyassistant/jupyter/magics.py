@@ -52,7 +52,7 @@ from ..approval import POLICIES
 from ..assistants import DEFAULT_HANDLER, Assistant, DefaultHandler
 from ..exceptions import IpyassistantError
 from ..formatting import pprint_messages
-from ..runs import Run
+from ..runs import TERMINAL_STATUSES, Run
 from ..settings import default_model, note_model_in_views, take_model_note
 from ..threads import Thread
 from ..tools import Tool
@@ -62,6 +62,7 @@ from .context import fix_message, last_exception, with_context
 from .display import in_notebook
 from .failures import (
     FAILED_STATUSES,
+    INTERRUPTED,
     RunFailedError,
     failure_hint,
     interactive_execution,
@@ -345,6 +346,7 @@ class AssistantMagics(Magics):
             run = assistant.say(message, thread=thread, **say_kwargs, **run_kwargs)
         except KeyboardInterrupt:
             # Re-raised, so that "run all" stops here; the run was cancelled on the server.
+            self._show_interrupted(view)
             raise interrupted() from None
         except IpyassistantError as exc:
             self._show_error(view, exc)
@@ -377,6 +379,15 @@ class AssistantMagics(Magics):
 
             view.push(error_event(exc))
             view.update_transcript()
+
+    def _show_interrupted(self, view: RunView | None) -> None:
+        """End a view whose run was interrupted before it showed an end (it would say starting…)."""
+        if view is None or view.comm is None:  # no view, or one that its run's end closed
+            return
+        run = view.live_state["run"]
+        if run is None or run["status"] not in TERMINAL_STATUSES:
+            view.push({"event": "error", "data": {"code": "interrupted", "message": INTERRUPTED}})
+        view.update_transcript()
 
     def _after(
         self,
