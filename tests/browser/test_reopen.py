@@ -108,3 +108,52 @@ def test_a_reopened_notebook_with_a_new_kernel_shows_every_conversation(
         shot(page, "reopen-dark")
     finally:
         _set_theme(lab, "JupyterLab Light")
+
+
+def _save_widget_state(lab: Lab, on: bool) -> None:
+    """JupyterLab's "Save Widget State Automatically" (the widget manager's saveState)."""
+    setting = f"{lab.url}/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin"
+    raw = json.dumps({"saveState": on})
+    httpx.put(setting, params={"token": lab.token}, json={"raw": raw}, timeout=30).raise_for_status()
+
+
+def test_with_widget_state_saved_the_notebook_stays_small_and_reopens(lab: Lab, page: Page) -> None:
+    name = "saved_state.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext ipyassistant"),
+        nbformat.v4.new_code_cell("%%assistant\nfirst small output"),
+        nbformat.v4.new_code_cell("%%assistant\nsecond small output"),
+        nbformat.v4.new_code_cell(
+            "from ipyassistant import Assistant\nfrom ipyassistant.jupyter import ChatPanel\n\n"
+            "ChatPanel(Assistant())"
+        ),
+    ]
+    nbformat.write(nb, lab.root / name)
+    _save_widget_state(lab, True)
+    try:
+        open_notebook(page, lab, name)
+        run_all_cells(page)
+        wait_idle(page, timeout=300)
+        panel = page.get_by_test_id("ipa-chat")
+        expect(panel).to_be_visible(timeout=LONG)
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(cells.nth(2)).to_contain_text("echo: second small output", timeout=LONG)
+        page.locator(".jp-NotebookPanel-toolbar [data-command='docmanager:save']").click()
+        expect(page.locator(".jp-mod-dirty")).to_have_count(0, timeout=30_000)
+
+        saved = (lab.root / name).read_bytes()
+        assert b"application/vnd.jupyter.widget-state+json" in saved  # the setting took effect
+        assert len(saved) < 60_000, f"{len(saved):,} bytes"
+
+        _shut_down_kernels(lab)
+        open_notebook(page, lab, name)
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        expect(cells.nth(1)).to_contain_text("echo: first small output", timeout=LONG)
+        expect(cells.nth(2)).to_contain_text("echo: second small output")
+        chat = cells.nth(3).get_by_test_id("ipa-chat")
+        expect(chat.get_by_test_id("ipa-chat-disconnected")).to_contain_text("run this cell again")
+        assert "model not found" not in page.locator(".jp-Notebook").inner_text()
+    finally:
+        _save_widget_state(lab, False)
