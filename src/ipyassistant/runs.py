@@ -11,9 +11,7 @@ retried, so that a lost answer cannot start a run twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,11 +29,18 @@ from openai.types.beta.assistant_stream_event import (
 )
 from openai.types.beta.threads import Message
 from openai.types.beta.threads import Run as RunObject
-from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 from openai.types.beta.threads.runs import RunStep
 
 from . import _hooks, approval
-from ._portal import Interrupt, client, on_portal, sync_twin
+from ._portal import client, on_portal, sync_twin
+from ._recovery import (
+    TERMINAL_STATUSES,
+    connection_lost,
+    find_started_run,
+    poll,
+    replay_completions,
+)
+from ._tool_calls import call_tools
 from .exceptions import EndRun, IpyassistantError, LifecycleError, ThreadBusyError, UsageError
 from .formatting import image_file_ids
 from .images import Image
@@ -47,10 +52,9 @@ if TYPE_CHECKING:
     from .assistants import Assistant
     from .threads import Thread
 
+# TERMINAL_STATUSES is defined with the polling that waits for them, and belongs to this API.
 __all__ = ["TERMINAL_STATUSES", "Run"]
 
-#: A run in one of these states is over; its thread accepts messages and runs again.
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired", "incomplete"})
 #: How long a cancelled run may take to reach ``cancelled`` before we stop waiting.
 CANCEL_DEADLINE_SECONDS = 30.0
 #: The stream event of each terminal status (given to a handler whose stream closed early).
@@ -248,7 +252,12 @@ class Run:
             if status in TERMINAL_STATUSES:
                 return
             if status == "requires_action":
-                outputs = await self._call_tools()
+                outputs = await call_tools(
+                    self.run,
+                    self.effective_tools(),
+                    approval.resolve_policy(self.approve, self.assistant.approve),
+                    self.approver or approval.default_approver(),
+                )
                 await self._stream(
                     unretried(api).beta.threads.runs.submit_tool_outputs_stream(
                         thread_id=thread_id,
@@ -258,7 +267,7 @@ class Run:
                     )
                 )
             else:  # the stream ended before the run did: follow it by polling
-                await self._poll(until=TERMINAL_STATUSES | {"requires_action"})
+                await poll(self, until=TERMINAL_STATUSES | {"requires_action"})
 
     def _new_handler(self) -> AsyncAssistantEventHandler:
         if self.event_handler_class is None:
@@ -291,7 +300,7 @@ class Run:
                 async for event in handler:
                     self._record(event)
             except Exception as exc:
-                if self.run is None or not _connection_lost(exc):
+                if self.run is None or not connection_lost(exc):
                     raise  # with no run yet there is nothing to follow: it may not even exist
                 broken = True
             finally:
@@ -315,23 +324,12 @@ class Run:
         api = await client()
         # Retrieved at least once: the status last streamed may be the one the run just left.
         self.run = await api.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)
-        await self._poll(until=TERMINAL_STATUSES | {"requires_action"})
+        await poll(self, until=TERMINAL_STATUSES | {"requires_action"})
         streamed: dict[str, Message | RunStep] = {**self._steps, **self._messages}
         await self._load_records()
-        handler = self._handler
-        if handler is None:
+        if self._handler is None:
             return
-        # In the stream's order: by completion, a message before the step that created it.
-        items: list[Message | RunStep] = [*self.messages, *self.steps]
-        for item in sorted(items, key=lambda i: i.completed_at or i.created_at):
-            before = streamed.get(item.id)
-            if item.status == "in_progress" or (before is not None and before.status == item.status):
-                continue
-            with contextlib.suppress(Exception):  # a handler's failure must not stop the run
-                if isinstance(item, Message):
-                    await handler.on_message_done(item)
-                else:
-                    await handler.on_run_step_done(item)
+        await replay_completions(self._handler, streamed, self.messages, self.steps)
         await self._show_end()
 
     def _record(self, event: AssistantStreamEvent) -> None:
@@ -343,95 +341,20 @@ class Run:
         elif isinstance(data, Message):
             self._messages[data.id] = data
 
-    async def _call_tools(self) -> list[ToolOutput]:
-        assert self.run is not None and self.run.required_action is not None
-        calls = self.run.required_action.submit_tool_outputs.tool_calls
-        tools = {t.name: t for t in self.effective_tools() if isinstance(t, FunctionTool)}
-        policy = approval.resolve_policy(self.approve, self.assistant.approve)
-        approver = self.approver or approval.default_approver()
-        asking = asyncio.Lock()  # one question at a time, in the order of the calls
-
-        async def call(call_id: str, name: str, arguments: str) -> str:
-            tool = tools.get(name)
-            if tool is None:
-                known = ", ".join(sorted(tools)) or "none"
-                return f"Error: this run has no tool named {name!r} (its tools: {known})."
-            if tool.approve:
-                async with asking:
-                    refusal = await approval.check(
-                        tool, self._approval_request(call_id, name, arguments), policy, approver
-                    )
-                if refusal is not None:
-                    return refusal
-            return await tool.invoke(arguments)
-
-        results = await asyncio.gather(
-            *(call(c.id, c.function.name, c.function.arguments) for c in calls),
-            return_exceptions=True,
-        )
-        # An interrupt wins over EndRun, which wins over any other failure.
-        for kind in (Interrupt, EndRun, BaseException):
-            for result in results:
-                if isinstance(result, kind):
-                    raise result
-        return [
-            ToolOutput(tool_call_id=c.id, output=str(result))
-            for c, result in zip(calls, results, strict=True)
-        ]
-
-    def _approval_request(
-        self, call_id: str, name: str, arguments: str
-    ) -> approval.ApprovalRequest:
-        run = self._require_run()
-        return approval.ApprovalRequest(
-            tool=name,
-            arguments=arguments,
-            call_id=call_id,
-            run_id=run.id,
-            expires_at=float(run.expires_at) if run.expires_at else None,
-        )
-
-    async def _poll(self, until: frozenset[str], deadline: float | None = None) -> None:
-        """Retrieve the run until its status is in ``until`` (or the deadline passes)."""
-        assert self.run is not None
-        api = await client()
-        pause = 0.02
-        while self.run.status not in until:
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
-            self.run = await api.beta.threads.runs.retrieve(
-                self.run.id, thread_id=self.run.thread_id
-            )
-
     async def _abort(self) -> None:
         """Cancel the run on the server and wait until it has ended (the thread is free)."""
-        if self.run is None and not await self._find_started_run():
-            return
-        assert self.run is not None
+        if self.run is None:
+            self.run = await find_started_run(self.thread.id, self.assistant.id)
+            if self.run is None:
+                return
         if self.run.status not in TERMINAL_STATUSES:
             api = await client()
             with contextlib.suppress(openai.BadRequestError):  # it ended meanwhile
                 self.run = await api.beta.threads.runs.cancel(
                     self.run.id, thread_id=self.run.thread_id
                 )
-            await self._poll(TERMINAL_STATUSES, time.monotonic() + CANCEL_DEADLINE_SECONDS)
+            await poll(self, TERMINAL_STATUSES, time.monotonic() + CANCEL_DEADLINE_SECONDS)
         await self.refresh_async()
-
-    async def _find_started_run(self) -> bool:
-        """Find our run when we were stopped before its first event named it."""
-        if self.thread.id is None:
-            return False
-        api = await client()
-        page = await api.beta.threads.runs.list(self.thread.id, limit=1, order="desc")
-        newest = page.data[0] if page.data else None
-        if newest is None or newest.status in TERMINAL_STATUSES:
-            return False
-        if self.assistant.id is not None and newest.assistant_id != self.assistant.id:
-            return False
-        self.run = newest
-        return True
 
     # -- after the fact --------------------------------------------------------------------
 
@@ -488,21 +411,6 @@ class Run:
         return self
 
     cancel = sync_twin(cancel_async)
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` is a broken or timed-out connection while reading a stream.
-
-    The SDK leaves its HTTP library's errors unwrapped there: those of ``httpx2`` or ``httpx``,
-    whichever it has loaded (looked up rather than imported, not to load the one it does not use).
-    """
-    if isinstance(exc, openai.APIConnectionError):
-        return True
-    for name in ("httpx2", "httpx"):
-        module = sys.modules.get(name)
-        if module is not None and isinstance(exc, module.TransportError):
-            return True
-    return False
 
 
 def _check_handler_class(
