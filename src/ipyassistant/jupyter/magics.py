@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import keyword
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import openai
@@ -51,23 +49,17 @@ from traitlets import Bool, Enum, Unicode, observe
 from ..approval import POLICIES
 from ..assistants import DEFAULT_HANDLER, Assistant, DefaultHandler
 from ..exceptions import IpyassistantError
-from ..formatting import pprint_messages
-from ..runs import TERMINAL_STATUSES, Run
-from ..settings import default_model, note_model_in_views, take_model_note
+from ..runs import Run
+from ..settings import note_model_in_views, take_model_note
 from ..threads import Thread
 from ..tools import Tool
 from . import display as views
+from .cell_outcome import end_failed_run, show_error, show_interrupted, show_text
 from .cell_text import FENCE, expand_braces, extract_code, reply_text
 from .context import fix_message, last_exception, with_context
 from .display import in_notebook
-from .failures import (
-    FAILED_STATUSES,
-    INTERRUPTED,
-    RunFailedError,
-    failure_hint,
-    interactive_execution,
-    interrupted,
-)
+from .failures import failure_hint, interrupted
+from .magic_reports import Conversation, model_line, print_config, print_threads, show_history
 
 if TYPE_CHECKING:
     from .widgets import RunView
@@ -102,15 +94,6 @@ CHOOSE_MODEL = (
     "choose another with %assistant model NAME (openai:gpt-4o-mini, local, test, …; "
     "'default' goes back), or IPYASSISTANT_MODEL before the kernel starts"
 )
-
-@dataclass
-class _Conversation:
-    """A thread the magics talked on, whose it is, and how many cells it has seen."""
-
-    label: str
-    thread: Thread
-    cells: int = 0
-
 
 def _parse(magic: Any, line: str) -> argparse.Namespace:
     """``parse_argstring``, then quotes taken off the values (``-i "Two words."``).
@@ -177,7 +160,7 @@ class AssistantMagics(Magics):
         self._default: Assistant | None = None
         #: The assistant chosen with ``%assistant use``, and its label.
         self._chosen: tuple[str, Assistant] | None = None
-        self._conversations: list[_Conversation] = []
+        self._conversations: list[Conversation] = []
         #: Threads named by id (``-t thread_…``), one object per id.
         self._by_id: dict[str, Thread] = {}
         #: The run of the last ``%%assistant`` cell (``%assistant fix`` offers its code).
@@ -258,7 +241,7 @@ class AssistantMagics(Magics):
             if conversation.thread is thread:
                 conversation.cells += cells
                 return
-        self._conversations.append(_Conversation(label, thread, cells))
+        self._conversations.append(Conversation(label, thread, cells))
 
     # -- %%assistant -------------------------------------------------------------------------
 
@@ -346,13 +329,13 @@ class AssistantMagics(Magics):
             run = assistant.say(message, thread=thread, **say_kwargs, **run_kwargs)
         except KeyboardInterrupt:
             # Re-raised, so that "run all" stops here; the run was cancelled on the server.
-            self._show_interrupted(view)
+            show_interrupted(view)
             raise interrupted() from None
         except IpyassistantError as exc:
-            self._show_error(view, exc)
+            show_error(view, exc)
             raise UsageError(str(exc)) from None
         except openai.APIStatusError as exc:
-            self._show_error(view, exc)
+            show_error(view, exc)
             code = exc.code if isinstance(exc.code, str) else None
             if isinstance(exc, openai.NotFoundError) and code != "model_not_found":
                 raise UsageError(f"not found on the server: {exc.message}") from None
@@ -364,95 +347,15 @@ class AssistantMagics(Magics):
         if out is not None:
             self._namespace()[out] = run
         if fmt == "text" and not quiet:
-            self._show_text(run)
+            show_text(run)
         elif fmt == "code":
             self._show_code(run, quiet)
         note = take_model_note()
         if note and fmt == "text" and not quiet:
             print(note)  # no view to show it in
-        self._after(run, view, message, thread, run_kwargs)
-
-    def _show_error(self, view: RunView | None, exc: Exception) -> None:
-        """Show in the view what stopped the run before its stream (it would say starting…)."""
-        if view is not None:
-            from .live import error_event
-
-            view.push(error_event(exc))
-            view.update_transcript()
-
-    def _show_interrupted(self, view: RunView | None) -> None:
-        """End a view whose run was interrupted before it showed an end (it would say starting…)."""
-        if view is None or view.comm is None:  # no view, or one that its run's end closed
-            return
-        run = view.live_state["run"]
-        if run is None or run["status"] not in TERMINAL_STATUSES:
-            view.push({"event": "error", "data": {"code": "interrupted", "message": INTERRUPTED}})
-        view.update_transcript()
-
-    def _after(
-        self,
-        run: Run,
-        view: RunView | None,
-        message: str,
-        thread: Thread,
-        run_kwargs: Mapping[str, Any],
-    ) -> None:
-        """After the run: offer Retry in the view of a failed one, and maybe end the cell."""
-        final = run.run
-        if final is None or final.status not in FAILED_STATUSES:
-            return
-        if view is not None:
-            view.offer_retry(self._again(run, view, message, thread, run_kwargs))
-        if self._raises():
-            error = final.last_error
-            code = error.code if error is not None else final.status
-            text = error.message if error is not None else f"the run {final.status}"
-            raise RunFailedError(final.id, code, text)
-
-    def _again(
-        self,
-        run: Run,
-        view: RunView,
-        message: str,
-        thread: Thread,
-        run_kwargs: Mapping[str, Any],
-    ) -> Callable[[], Any]:
-        """What Retry does: say ``message`` again on ``thread``, into the same view."""
-        from .handler import WidgetHandler
-
-        assistant = run.assistant
-
-        async def again() -> None:
-            handler_kwargs = {**run.event_handler_kwargs, "view": view}
-            retried = await assistant.say_async(
-                message,
-                thread=thread,
-                event_handler_class=WidgetHandler,
-                event_handler_kwargs=handler_kwargs,
-                **run_kwargs,
-            )
-            if retried.run is not None and retried.run.status in FAILED_STATUSES:
-                view.offer_retry(self._again(retried, view, message, thread, run_kwargs))
-
-        return again
-
-    def _raises(self) -> bool:
-        """Whether a failed run ends the cell (``raise_on_failure``, or its default)."""
-        if self.raise_on_failure is not None:
-            return bool(self.raise_on_failure)
-        return not interactive_execution(self.shell)
-
-    def _show_text(self, run: Run) -> None:
-        text = reply_text(run)
-        if text:
-            print(text)
-        status = run.run.status if run.run is not None else None
-        if status != "completed":
-            error = run.run.last_error if run.run is not None else None
-            detail = f": {error.message}" if error is not None else ""
-            print(f"(the run ended {status}{detail})")
-            if error is not None:
-                print(failure_hint(error.code, error.message))
+        end_failed_run(
+            run, view, message, thread, run_kwargs, self.raise_on_failure, self.shell
+        )
 
     def _show_code(self, run: Run, quiet: bool) -> None:
         code = extract_code(reply_text(run))
@@ -493,7 +396,7 @@ class AssistantMagics(Magics):
             self._record(label, assistant.default_thread)
             print(f"{label}: a new conversation starts with the next message.")
         elif command == "threads":
-            self._print_threads()
+            print_threads(self._conversations, self.current()[1])
         elif command == "history":
             self._history(value)
         elif command == "use":
@@ -507,13 +410,14 @@ class AssistantMagics(Magics):
             if value is not None:
                 self.model = None if value == "default" else value
             label, assistant = self.current()
-            print(f"model: {self._model_line(assistant)}")
+            print(f"model: {model_line(self.model, assistant)}")
             if value is None:
                 print(CHOOSE_MODEL)
         elif command == "fix":
             self._fix(value)
         else:
-            self._print_config()
+            label, assistant = self.current()
+            print_config(self, label, assistant, chosen=self._chosen is not None)
 
     def _fix(self, name: str | None) -> None:
         """Say the last error, its cell and its variables, context on; offer the fixed cell."""
@@ -526,31 +430,6 @@ class AssistantMagics(Magics):
         if run is not None and FENCE.search(reply_text(run)):
             self._show_code(run, quiet=False)
 
-    def _model_line(self, assistant: Assistant) -> str:
-        if self.model:
-            return f"{self.model} (AssistantMagics.model)"
-        if assistant.model:
-            return f"{assistant.model} (the assistant's)"
-        return f"{default_model()} (the default model)"
-
-    def _print_threads(self) -> None:
-        _, assistant = self.current()
-        if not self._conversations:
-            print("No threads yet: the first %%assistant cell starts one.")
-            return
-        rows = [("", "assistant", "thread", "cells")]
-        for conversation in self._conversations:
-            mark = "*" if conversation.thread is assistant.default_thread else ""
-            thread_id = conversation.thread.id or "(created with the next message)"
-            rows.append((mark, conversation.label, thread_id, str(conversation.cells)))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        for row in rows:
-            print(
-                "  ".join(
-                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-                ).rstrip()
-            )
-
     def _history(self, value: str | None) -> None:
         if value is None:
             thread = self.current()[1].default_thread
@@ -558,30 +437,7 @@ class AssistantMagics(Magics):
             thread = self._assistant(value)[1].default_thread
         else:
             thread = self._thread(value, "history")
-        if thread.id is None:
-            print("No messages yet.")
-        elif in_notebook():
-            display(thread)
-        else:
-            try:
-                messages = thread.get_messages(limit=100)
-            except openai.NotFoundError as exc:
-                raise UsageError(f"not found on the server: {exc.message}") from None
-            pprint_messages(messages)
-
-    def _print_config(self) -> None:
-        label, assistant = self.current()
-        print("AssistantMagics (change with %config AssistantMagics.NAME = value):")
-        names = ("assistant_name", "instructions", "model", "format", "expand", "quiet")
-        for name in (*names, "raise_on_failure", "context", "approve"):
-            print(f"  {name} = {getattr(self, name)!r}")
-        thread = assistant.default_thread
-        print(f"assistant: {label}" + ("" if self._chosen else " (the notebook's default)"))
-        print(f"model: {self._model_line(assistant)}")
-        print(f"thread: {thread.id or '(created with the next message)'}")
-        server = os.environ.get("IPYASSISTANT_BASE_URL") or "the embedded server"
-        print(f"server: {server}")
-        print(f"views: {'live widgets' if in_notebook() else 'printed (not a notebook)'}")
+        show_history(thread)
 
 
 def load_ipython_extension(ipython: Any) -> None:
