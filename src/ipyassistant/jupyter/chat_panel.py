@@ -48,7 +48,6 @@ not end it within :data:`STOP_GRACE_SECONDS`. Messages sent while a turn runs wa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import time
@@ -60,24 +59,20 @@ from typing import TYPE_CHECKING, Any, cast
 import openai
 import traitlets
 from IPython.display import display, update_display
-from openai import AsyncAssistantEventHandler
-from openai.types import FileObject
-from openai.types.beta import AssistantStreamEvent
-from openai.types.beta.threads import Run as RunObject
-from typing_extensions import override
 
-from .._portal import client, on_portal, portal
 from ..runs import TERMINAL_STATUSES
-from ..settings import note_model_in_views, take_model_note
+from ..settings import note_model_in_views
 from ..tools import CodeInterpreterTool
 from . import approval
+from .chat_client import cancel_run, load_history, retrieve_run, upload
+from .chat_handler import PanelHandler
 from .context import with_context
 from .live import MISSING_ESM, LiveWidget, error_event
 from .module_loader import loader_esm
 from .saved import provenance, saved_bundle
 from .throttle import TimerLoop, running_loop
 from .transcript import transcript_html
-from .view_state import Op, ViewState, empty_state, file_ids, item_from_message
+from .view_state import Op, ViewState, empty_state, file_ids
 from .view_types import Block, MessageItem
 
 if TYPE_CHECKING:
@@ -161,7 +156,7 @@ class ChatPanel(LiveWidget):
         self.run_kwargs = run_kwargs
         self.context = context
         note_model_in_views()  # the panel, not standard error, says which model runs
-        history, images = _load_history(self.thread, history_limit)
+        history, images = load_history(self.thread, history_limit)
         if attachments is None:
             attachments = any(isinstance(t, CodeInterpreterTool) for t in assistant.tools)
         placeholder = f"Message {assistant.name}… (Enter sends, Shift+Enter: new line)"
@@ -295,7 +290,7 @@ class ChatPanel(LiveWidget):
 
     async def _cancel_on_server(self, current: asyncio.Task[None], run: Mapping[str, Any]) -> None:
         try:
-            await _cancel_run(str(run["thread_id"]), str(run["id"]))
+            await cancel_run(str(run["thread_id"]), str(run["id"]))
         except openai.APIError as exc:  # it ended meanwhile, or the server is gone
             logger.info("ipyassistant: cancelling run %s: %s", run["id"], exc)
         done, _ = await asyncio.wait([current], timeout=STOP_GRACE_SECONDS)
@@ -339,14 +334,14 @@ class ChatPanel(LiveWidget):
             self._end_live(busy=bool(self._queue))
 
     async def _converse(self, message: _Message) -> None:
-        uploaded = [await _upload(name, data) for name, data in message.files]
+        uploaded = [await upload(name, data) for name, data in message.files]
         run_kwargs = (
             with_context(self.assistant, self.run_kwargs) if self.context else self.run_kwargs
         )
         await self.assistant.say_async(
             message.text,
             thread=self.thread,
-            event_handler_class=_PanelHandler,
+            event_handler_class=PanelHandler,
             event_handler_kwargs={"panel": self},
             code_interpreter_files=uploaded or None,
             **run_kwargs,
@@ -361,7 +356,7 @@ class ChatPanel(LiveWidget):
             self._push_event({"event": "error", "data": error})
             return
         try:
-            final = await _retrieve_run(str(run["thread_id"]), str(run["id"]))
+            final = await retrieve_run(str(run["thread_id"]), str(run["id"]))
         except openai.APIError as exc:
             logger.info("ipyassistant: reading run %s after Stop: %s", run["id"], exc)
             return
@@ -467,86 +462,8 @@ class ChatPanel(LiveWidget):
             self.send({"type": "snapshot", "live": live, "images": missing}, buffers)
 
 
-class _PanelHandler(AsyncAssistantEventHandler):
-    """Folds a turn's stream into its panel (on the portal's loop); fetches its images."""
-
-    def __init__(self, panel: ChatPanel) -> None:
-        super().__init__()
-        self._panel = panel
-
-    @override
-    async def on_event(self, event: AssistantStreamEvent) -> None:
-        panel = self._panel
-        approval.showing(panel, kernel_loop_free=True)  # a person answers in the panel
-        note = take_model_note()  # the default model, chosen as this turn started
-        if note and panel._loop is not None:
-            # Traits are written on the kernel loop's thread; this is the portal's.
-            panel._loop.call_soon_threadsafe(setattr, panel, "note", note)
-        panel._push_event(event)
-        for file_id in panel._claim_images():
-            try:
-                data = await _file_bytes(file_id)
-            except openai.APIError as exc:  # a missing image must not end the stream
-                logger.warning("ipyassistant: could not fetch image file %s: %s", file_id, exc)
-                continue
-            panel._add_image(file_id, data)
-
-    @override
-    async def on_exception(self, exception: Exception) -> None:
-        self._panel._push_event(error_event(exception))
-
-    @override
-    async def on_end(self) -> None:
-        self._panel._patches.flush()
-
-
-# -- the client calls (on the portal's loop, whoever awaits them) -------------------------------
-
-
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-@on_portal
-async def _upload(name: str, data: bytes) -> FileObject:
-    api = await client()
-    return await api.files.create(file=(name, data), purpose="assistants")
-
-
-@on_portal
-async def _cancel_run(thread_id: str, run_id: str) -> None:
-    api = await client()
-    await api.beta.threads.runs.cancel(run_id, thread_id=thread_id)
-
-
-@on_portal
-async def _retrieve_run(thread_id: str, run_id: str) -> RunObject:
-    api = await client()
-    return await api.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-
-
-@on_portal
-async def _file_bytes(file_id: str) -> bytes:
-    api = await client()
-    response = await api.files.content(file_id)
-    return response.content
-
-
-@on_portal
-async def _history(thread: Thread, limit: int) -> tuple[ViewState, dict[str, bytes]]:
-    messages = await thread.get_messages_async(limit=limit)
-    state: ViewState = {**empty_state(), "items": [item_from_message(m) for m in messages]}
-    images: dict[str, bytes] = {}
-    for file_id in file_ids(state):
-        with contextlib.suppress(openai.APIError):  # deleted since: shown as a placeholder
-            images[file_id] = await _file_bytes(file_id)
-    return state, images
-
-
-def _load_history(thread: Thread, limit: int) -> tuple[ViewState, dict[str, bytes]]:
-    if thread.id is None:  # not created yet: nothing said
-        return empty_state(), {}
-    return portal().call(_history(thread, limit))
