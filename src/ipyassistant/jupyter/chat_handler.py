@@ -39,22 +39,21 @@ class PanelHandler(AsyncAssistantEventHandler):
         panel = self._panel
         approval.showing(panel, kernel_loop_free=True)  # a person answers in the panel
         note = take_model_note()  # the default model, chosen as this turn started
-        if note and panel._loop is not None:
-            # Traits are written on the kernel loop's thread; this is the portal's.
-            panel._loop.call_soon_threadsafe(setattr, panel, "note", note)
-        panel._push_event(event)
-        for file_id in panel._claim_images():
+        if note:
+            panel.show_note_soon(note)
+        panel.push_event(event)
+        for file_id in panel.claim_images():
             try:
                 data = await file_bytes(file_id)
             except openai.APIError as exc:  # a missing image must not end the stream
                 logger.warning("ipyassistant: could not fetch image file %s: %s", file_id, exc)
                 continue
-            panel._add_image(file_id, data)
+            panel.add_image(file_id, data)
 
     @override
     async def on_exception(self, exception: Exception) -> None:
-        self._panel._push_event(error_event(exception))
+        self._panel.push_event(error_event(exception))
 
     @override
     async def on_end(self) -> None:
-        self._panel._patches.flush()
+        self._panel.flush()

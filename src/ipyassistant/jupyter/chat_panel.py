@@ -327,7 +327,7 @@ class ChatPanel(LiveWidget):
                 await self._show_final_run()
             elif (exc := current.exception()) is not None:
                 logger.debug("ipyassistant: a chat turn failed", exc_info=exc)
-                self._push_event(error_event(exc))
+                self.push_event(error_event(exc))
         finally:
             self._current = None
             self._stopping = False
@@ -353,14 +353,14 @@ class ChatPanel(LiveWidget):
             run = (self._live or empty_state())["run"]
         if not run or not run.get("id"):
             error = {"code": "stopped", "message": "Stopped before the run started."}
-            self._push_event({"event": "error", "data": error})
+            self.push_event({"event": "error", "data": error})
             return
         try:
             final = await retrieve_run(str(run["thread_id"]), str(run["id"]))
         except openai.APIError as exc:
             logger.info("ipyassistant: reading run %s after Stop: %s", run["id"], exc)
             return
-        self._push_event({"event": f"thread.run.{final.status}", "data": final})
+        self.push_event({"event": f"thread.run.{final.status}", "data": final})
 
     def close(self) -> None:
         """Stop the running turn, then close the widget."""
@@ -405,15 +405,17 @@ class ChatPanel(LiveWidget):
         self.send({"type": "live", "turn": index, "state": None})
         self._update_display()
 
-    def _push_event(self, event: Any) -> list[Op]:
-        """Fold a stream event into the live turn; sends its ops as RunView does."""
+    # -- for the turn's event handler (chat_handler.PanelHandler), on the portal's loop ----------
+
+    def push_event(self, event: Any) -> list[Op]:
+        """Internal: fold a stream event into the live turn; sends its ops as RunView does."""
         with self._lock:
             if self._live is None:
                 return []
             return self._fold(self._live, event)
 
-    def _claim_images(self) -> list[str]:
-        """File ids the live turn shows and nobody fetched yet; they count as asked for now
+    def claim_images(self) -> list[str]:
+        """Internal: file ids the live turn shows and nobody fetched yet; they count as asked for now
         (so that a failed fetch is not retried on every event)."""
         with self._lock:
             if self._live is None:
@@ -426,10 +428,20 @@ class ChatPanel(LiveWidget):
             self._requested.update(missing)
             return missing
 
-    def _add_image(self, file_id: str, data: bytes) -> None:
+    def add_image(self, file_id: str, data: bytes) -> None:
+        """Internal: an image the live turn shows, sent to the front end."""
         with self._lock:
             self._live_images[file_id] = data
             self.send({"type": "image", "file_id": file_id}, [data])
+
+    def show_note_soon(self, note: str) -> None:
+        """Internal: show ``note`` (which model runs) from another thread's handler."""
+        if self._loop is not None:  # traits are written on the kernel loop's thread
+            self._loop.call_soon_threadsafe(setattr, self, "note", note)
+
+    def flush(self) -> None:
+        """Internal: send the live turn's queued patches now (a stream ended)."""
+        self._patches.flush()
 
     # -- the browser's messages -------------------------------------------------------------------
 
