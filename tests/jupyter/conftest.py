@@ -35,3 +35,21 @@ def ipython(client_env: None) -> Iterator[Any]:
     shell.run_line_magic("unload_ext", "ipyassistant")
     # %config also writes to the shell's config, which the next AssistantMagics would read.
     shell.config.pop("AssistantMagics", None)
+
+
+@pytest.fixture
+def shown_views(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """As in a notebook: cells stream into RunViews, each recorded here as it is made."""
+    from ipyassistant.jupyter import display
+
+    monkeypatch.setattr(display, "in_notebook", lambda: True)
+    views: list[Any] = []
+    real = display.notebook_handler
+
+    def recording(kwargs: Any) -> Any:
+        chosen = real(kwargs)
+        views.append(chosen[1]["view"])
+        return chosen
+
+    monkeypatch.setattr(display, "notebook_handler", recording)
+    return views

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +18,31 @@ from jupyter_client.session import json_packer
 from openai.types.beta import AssistantStreamEvent
 from pydantic import TypeAdapter
 
+import ipyassistant
 from ipyassistant.jupyter.view_state import ViewState, empty_state, reduce
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Turns an event's dict form into the SDK's event object.
 SDK_EVENT: TypeAdapter[Any] = TypeAdapter(AssistantStreamEvent)
+
+
+def kernel_env(data_dir: Path, model: str = "test") -> dict[str, str]:
+    """The environment of a real kernel for a test: this checkout's ipyassistant, ``model``, a
+    data folder of its own, and no way to reach a real provider."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("IPYASSISTANT_", "OPENAI_"))
+    }
+    source = str(Path(ipyassistant.__file__).resolve().parents[1])
+    env.update(
+        IPYASSISTANT_MODEL=model,
+        IPYASSISTANT_DATA_DIR=str(data_dir),
+        PYTHONPATH=os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p),
+        # Nothing may reach a real provider: an openai: model would fail on a closed port.
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+    )
+    return env
 
 
 def load(name: str) -> dict[str, Any]:

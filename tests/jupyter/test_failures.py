@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from jupyter_helpers import kernel_env
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from ipyassistant.jupyter import display as notebook
 from ipyassistant.jupyter.failures import (
     INTERRUPTED,
     RunFailedError,
@@ -64,17 +63,8 @@ def test_only_requests_that_allow_stdin_are_interactive() -> None:
     assert not interactive_execution(Shell(False))
 
 
-def test_a_failed_run_raises_when_asked_and_offers_retry(ipython: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(notebook, "in_notebook", lambda: True)
-    views: list[Any] = []
-    real = notebook.notebook_handler
-
-    def recording(kwargs: Any) -> Any:
-        chosen = real(kwargs)
-        views.append(chosen[1]["view"])
-        return chosen
-
-    monkeypatch.setattr(notebook, "notebook_handler", recording)
+def test_a_failed_run_raises_when_asked_and_offers_retry(ipython: Any, shown_views: list[Any]) -> None:
+    views = shown_views
     magics(ipython).raise_on_failure = True
     with pytest.raises(RunFailedError, match=r"run_\w+: rate_limit_exceeded: too fast") as info:
         ipython.run_cell_magic("assistant", "", "/fail rate_limit too fast")
@@ -105,14 +95,7 @@ def test_run_all_stops_at_a_failed_run_in_an_unattended_notebook(tmp_path: Path)
         nbformat.v4.new_code_cell("%%assistant\n/fail rate_limit slow down"),
         nbformat.v4.new_code_cell("reached = True"),
     ]
-    source = str(Path(__file__).resolve().parents[2] / "src")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IPYASSISTANT_", "OPENAI_"))}
-    env.update(
-        IPYASSISTANT_MODEL="test",
-        IPYASSISTANT_DATA_DIR=str(tmp_path / "data"),
-        PYTHONPATH=os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p),
-        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
-    )
+    env = kernel_env(tmp_path / "data")
     client = NotebookClient(
         nb,
         kernel_name="python3",

@@ -16,7 +16,6 @@ from IPython.core.error import UsageError
 
 from _wait import wait_until
 from ipyassistant import Assistant, Run, Thread
-from ipyassistant.jupyter import display as notebook
 from ipyassistant.jupyter import magics as magics_module
 from ipyassistant.jupyter.cell_text import expand_braces, extract_code
 from ipyassistant.jupyter.magics import CHOOSE_MODEL, AssistantMagics
@@ -449,19 +448,10 @@ def newest_run(api: openai.OpenAI, thread_id: str) -> Any:
 
 @pytest.mark.slow
 def test_a_kernel_interrupt_cancels_the_run_and_the_view_says_so(
-    ipython: Any, api: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, comms: Any
+    ipython: Any, api: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, comms: Any, shown_views: list[Any]
 ) -> None:
     # As in a notebook: the run streams into a RunView (displayed as text by this shell).
-    monkeypatch.setattr(notebook, "in_notebook", lambda: True)
-    views: list[Any] = []
-    real = notebook.notebook_handler
-
-    def recording(kwargs: Any) -> Any:
-        chosen = real(kwargs)
-        views.append(chosen[1]["view"])
-        return chosen
-
-    monkeypatch.setattr(notebook, "notebook_handler", recording)
+    views = shown_views
     thread = magics(ipython).default_assistant.default_thread
 
     def running() -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import queue
 import re
 from collections.abc import Callable
@@ -19,10 +18,10 @@ from typing import Any
 import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
+from jupyter_helpers import kernel_env
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
-import ipyassistant
 from _wait import wait_until
 from ipyassistant.server.models.local import local_available
 from ipyassistant.server.models.local.loop_guard import distinct_ngram_ratio
@@ -35,23 +34,6 @@ VIEW_MIME = "application/vnd.ipyassistant.view+json"
 CELL_TIMEOUT = 240
 
 Execute = Callable[[Path], Any]
-
-
-def _kernel_env(data_dir: Path, model: str = "test") -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("IPYASSISTANT_", "OPENAI_"))
-    }
-    source = str(Path(ipyassistant.__file__).resolve().parents[1])
-    env.update(
-        IPYASSISTANT_MODEL=model,
-        IPYASSISTANT_DATA_DIR=str(data_dir),
-        PYTHONPATH=os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p),
-        # Nothing may reach a real provider: an openai: model would fail on a closed port.
-        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
-    )
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +52,7 @@ def execute(tmp_path_factory: pytest.TempPathFactory) -> Execute:
                 startup_timeout=120,
                 resources={"metadata": {"path": str(work)}},
             )
-            client.execute(env=_kernel_env(work / "data"))
+            client.execute(env=kernel_env(work / "data"))
             done[path] = nb
         return copy.deepcopy(done[path])
 
@@ -183,7 +165,7 @@ def test_the_quickstart_on_the_local_model_gives_short_replies_that_do_not_loop(
         nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    client.execute(env=_kernel_env(tmp_path / "data", model="local"))
+    client.execute(env=kernel_env(tmp_path / "data", model="local"))
     transcripts = [o["data"]["text/html"] for o in outputs(nb) if VIEW_MIME in o.get("data", {})]
     assert len(transcripts) == 3
     said = "".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
@@ -210,7 +192,7 @@ def test_the_quickstart_exported_to_html_shows_the_reply_and_the_plot(execute: E
 @pytest.mark.slow
 def test_interrupting_a_cell_in_a_real_kernel_cancels_the_run(tmp_path: Path) -> None:
     manager, client = start_new_kernel(
-        kernel_name="python3", startup_timeout=120, env=_kernel_env(tmp_path / "data")
+        kernel_name="python3", startup_timeout=120, env=kernel_env(tmp_path / "data")
     )
     try:
         client.execute_interactive("%load_ext ipyassistant", timeout=60)
@@ -310,7 +292,7 @@ def test_assistant_fix_after_a_zero_division_error_in_a_real_kernel(tmp_path: Pa
         nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    client.execute(env=_kernel_env(tmp_path / "data"))
+    client.execute(env=kernel_env(tmp_path / "data"))
     assert nb.cells[2].outputs[0]["ename"] == "ZeroDivisionError"
     fixed = nb.cells[3].outputs
     assert fixed and not any(o.output_type == "error" for o in fixed)

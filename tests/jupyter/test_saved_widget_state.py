@@ -6,10 +6,10 @@ three small outputs do not carry the bundle three times.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
+from jupyter_helpers import kernel_env
 from nbclient import NotebookClient
 
 import ipyassistant
@@ -53,14 +53,7 @@ def test_a_notebook_saved_with_widget_state_stays_under_60_kb(tmp_path: Path) ->
             "ChatPanel(Assistant())"
         ),
     ]
-    source = str(Path(ipyassistant.__file__).resolve().parents[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IPYASSISTANT_", "OPENAI_"))}
-    env.update(
-        IPYASSISTANT_MODEL="test",
-        IPYASSISTANT_DATA_DIR=str(tmp_path / "data"),
-        PYTHONPATH=os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p),
-        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
-    )
+    env = kernel_env(tmp_path / "data")
     client = NotebookClient(
         nb, timeout=240, kernel_name="python3", store_widget_state=True,
         resources={"metadata": {"path": str(tmp_path)}},
