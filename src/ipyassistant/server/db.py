@@ -65,6 +65,51 @@ run_steps = _object_table("run_steps", _id("run_id"), _id("thread_id"), indexes=
 
 files = _object_table("files", sa.Column("purpose", sa.String(64), nullable=False))
 
+# A vector store remembers the embedder its chunks were embedded with ("wordllama:…",
+# "openai:MODEL"): a search embeds its query with the same one, and changing it re-indexes.
+vector_stores = _object_table(
+    "vector_stores",
+    sa.Column("embedder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.Integer, nullable=True),
+)
+
+# A file in a vector store. Its id is the file's id, so it is unique only within its store;
+# ``worker_id`` is the process indexing it (its lease is the workers table, as for runs).
+vector_store_files = sa.Table(
+    "vector_store_files",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    _id("vector_store_id"),
+    _id("id"),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    _id("batch_id", nullable=True),
+    _id("worker_id", nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.UniqueConstraint("vector_store_id", "id", name="uq_vector_store_files_store_file"),
+    sa.Index("ix_vector_store_files_status", "status"),
+)
+
+vector_store_file_batches = _object_table(
+    "vector_store_file_batches", _id("vector_store_id"), indexes=("vector_store_id",)
+)
+
+# The searchable pieces of a store's files: text, its embedding (float32 bytes, normalised)
+# and the file's attributes (copied, so that filters need no join). Written in the same
+# transaction that marks the file completed, so a file is never half-indexed.
+vector_store_chunks = sa.Table(
+    "vector_store_chunks",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    _id("vector_store_id"),
+    _id("file_id"),
+    sa.Column("chunk_index", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=True),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),
+    sa.Index("ix_vector_store_chunks_store_file", "vector_store_id", "file_id"),
+)
+
 workers = sa.Table(
     "workers",
     metadata,
@@ -80,6 +125,8 @@ TABLES = {
     "run": runs,
     "run_step": run_steps,
     "file": files,
+    "vector_store": vector_stores,
+    "vector_store.files_batch": vector_store_file_batches,
 }
 
 

@@ -30,6 +30,8 @@ ID_PREFIXES = {
     "run": "run_",
     "run_step": "step_",
     "file": "file-",
+    "vector_store": "vs_",
+    "vector_store.files_batch": "vsfb_",
     "call": "call_",
 }
 
@@ -38,7 +40,11 @@ ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 #: Statuses in which some worker process must be executing the run.
 EXECUTING_RUN_STATUSES = ("queued", "in_progress", "cancelling")
 
-_NAMES = {"run_step": "run step"}
+_NAMES = {
+    "run_step": "run step",
+    "vector_store": "vector store",
+    "vector_store.files_batch": "vector store file batch",
+}
 
 
 def new_id(kind: str) -> str:
