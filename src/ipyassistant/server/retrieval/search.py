@@ -12,9 +12,10 @@ For each query there are two rankings of the stores' chunks, each of the best
 Filters are applied inside each ranking, before it is cut, so a chunk the filter rejects
 never takes a candidate's place. Reciprocal rank fusion (k = 60) adds ``1 / (60 + rank)``
 over the rankings a chunk appears in; the **score** is that sum divided by its largest
-possible value (first in every non-empty ranking), so it lies in [0, 1] and is 1 only for a
-chunk that every ranking put first. With ``ranker="none"`` only the dense ranking is used and
-the score is the cosine similarity, clipped to [0, 1] (the best over several queries).
+possible value (first in every ranking, counting one that found nothing, e.g. a keyword ranking
+for words no chunk has), so it lies in [0, 1] and is 1 only for a chunk every ranking put first.
+With ``ranker="none"`` only the dense ranking is used and the score is the cosine similarity,
+clipped to [0, 1] (the best over several queries).
 ``score_threshold`` and ``max_num_results`` apply to the fused list.
 
 Brute force rather than a vector extension: measured in ``bench/file_search.py`` (sqlite-vec's
@@ -40,14 +41,17 @@ from .embedders import get_embedder
 from .filters import Predicate, compile_filter
 from .index import store_version
 
-__all__ = ["CANDIDATES", "RANKERS", "RRF_K", "Hit", "keyword_search", "search"]
+__all__ = ["CANDIDATES", "KEYWORD_ONLY", "RANKERS", "RRF_K", "Hit", "fts5_match", "search"]
 
 #: Reciprocal rank fusion's constant (Cormack et al. 2009): damps the weight of the top ranks.
 RRF_K = 60
 #: How deep each ranking goes before fusion (at least; more when more results are asked for).
 CANDIDATES = 100
-#: Accepted ``ranking_options.ranker`` values: "none" is dense only, the others are hybrid.
+#: The ``ranking_options.ranker`` values: "none" is the dense ranking alone, the others hybrid.
 RANKERS = ("auto", "default-2024-11-15", "default_2024_08_21", "none")
+#: One more ranker, not in the API: the keyword ranking alone (scored like a fused one), the
+#: baseline that tests and the benchmark measure hybrid search against.
+KEYWORD_ONLY = "keyword"
 # At most this many query words go to the keyword index (a pasted page stays a cheap query).
 _MAX_TERMS = 64
 # Vectors kept in memory across stores, least recently used dropped first.
@@ -266,12 +270,12 @@ def _dense_ranking(
 
 def _fuse(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
     """Reciprocal rank fusion, normalised by the best possible sum (see the module docstring)."""
-    used = [r for r in rankings if r]
     fused: dict[int, float] = {}
-    for ranking in used:
+    for ranking in rankings:
         for rank, seq in enumerate(ranking, start=1):
             fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank)
-    best = len(used) / (RRF_K + 1)
+    # Empty rankings count too: a query no chunk shares a word with scores at most 0.5.
+    best = max(len(rankings), 1) / (RRF_K + 1)
     return {seq: min(score / best, 1.0) for seq, score in fused.items()}
 
 
@@ -280,7 +284,7 @@ def _check(queries: Sequence[str], max_num_results: int, ranker: str, threshold:
         raise ValueError("queries must be a list of strings, not one string")
     if max_num_results < 1:
         raise ValueError(f"max_num_results must be at least 1, not {max_num_results}")
-    if ranker not in RANKERS:
+    if ranker not in (*RANKERS, KEYWORD_ONLY):
         raise ValueError(f"ranker {ranker!r} is not one of {', '.join(RANKERS)}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"score_threshold must be between 0 and 1, not {threshold}")
@@ -298,8 +302,8 @@ async def search(
 ) -> list[Hit]:
     """The best chunks of the stores for the queries, best first (see the module docstring).
 
-    Stores that do not exist are skipped. An invalid filter, ranker or limit raises
-    :class:`ValueError` naming it.
+    ``ranker`` is one of :data:`RANKERS`, or :data:`KEYWORD_ONLY`. Stores that do not exist are
+    skipped. An invalid filter, ranker or limit raises :class:`ValueError` naming it.
     """
     _check(queries, max_num_results, ranker, score_threshold)
     return await _search(
@@ -310,30 +314,7 @@ async def search(
         predicate=compile_filter(filters),
         score_threshold=score_threshold,
         keyword=ranker != "none",
-        dense=True,
-    )
-
-
-async def keyword_search(
-    conn: AsyncConnection,
-    vector_store_ids: Sequence[str],
-    queries: Sequence[str],
-    *,
-    max_num_results: int = 10,
-    filters: dict[str, Any] | None = None,
-) -> list[Hit]:
-    """The keyword ranking alone (scored like a fused one): the baseline hybrid search is
-    measured against in the tests and the benchmark."""
-    _check(queries, max_num_results, "auto", 0.0)
-    return await _search(
-        conn,
-        vector_store_ids,
-        queries,
-        max_num_results=max_num_results,
-        predicate=compile_filter(filters),
-        score_threshold=0.0,
-        keyword=True,
-        dense=False,
+        dense=ranker != KEYWORD_ONLY,
     )
 
 
