@@ -28,8 +28,9 @@ import numpy as np
 
 __all__ = ["DEFAULT_EMBEDDER", "Embedder", "OpenAIEmbedder", "WordLlamaEmbedder", "get_embedder"]
 
-#: 256 dimensions: the benchmark (bench/file_search.py) measured its recall@5 above 128's and
-#: 64's on the generated corpus, at a query cost that stays far under the latency target.
+#: 256 dimensions, the widest: on the benchmark's corpus (bench/file_search.py, 600 documents)
+#: dense recall@5 was 0.65 against 0.48 at 128 and 0.37 at 64, and hybrid 0.815 against 0.809
+#: and 0.774, while a query at 10k chunks stayed near 15 ms (p50), a third of the target.
 DEFAULT_EMBEDDER = "wordllama:l2_supercat:256"
 
 _WORDLLAMA_DIMS = (64, 128, 256)

@@ -18,9 +18,12 @@ With ``ranker="none"`` only the dense ranking is used and the score is the cosin
 clipped to [0, 1] (the best over several queries).
 ``score_threshold`` and ``max_num_results`` apply to the fused list.
 
-Brute force rather than a vector extension: measured in ``bench/file_search.py`` (sqlite-vec's
-``vec0`` scans too, and loses to one matrix product at every size measured; the stdlib
-``sqlite3`` of many Python builds cannot load extensions at all).
+Brute force rather than a vector extension, by measurement (``bench/file_search.py``): sqlite-vec's
+``vec0`` scans every vector too, and a query took 7 to 19 times as long as one matrix product
+at 1k, 10k and 100k chunks (0.2 ms against 1.6 ms at 10k, 2.2 ms against 42 ms at 100k), so
+there is no crossover; and the stdlib ``sqlite3`` of many Python builds cannot load
+extensions at all. What the matrix costs is memory (1 KB a chunk) and a first query that
+loads it (about 85 ms at 10k chunks).
 """
 
 from __future__ import annotations
