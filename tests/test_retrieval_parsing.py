@@ -55,7 +55,12 @@ def make_docx() -> bytes:
     document.add_heading("Quarterly report", level=1)
     document.add_paragraph("Revenue grew by 12 percent.")
     table = document.add_table(rows=2, cols=2)
-    for (row, col), text in {(0, 0): "Region", (0, 1): "Sales", (1, 0): "North", (1, 1): "42"}.items():
+    for (row, col), text in {
+        (0, 0): "Region",
+        (0, 1): "Sales",
+        (1, 0): "North",
+        (1, 1): "42",
+    }.items():
         table.cell(row, col).text = text
     document.add_paragraph("Costs were flat.")
     out = io.BytesIO()
@@ -236,7 +241,11 @@ def test_binary_junk_is_invalid(data: bytes):
 
 @pytest.mark.parametrize(
     ("data", "name"),
-    [(b"", "empty.txt"), (b" \n\t\n", "blank.md"), (b"<html><script>x()</script></html>", "e.html")],
+    [
+        (b"", "empty.txt"),
+        (b" \n\t\n", "blank.md"),
+        (b"<html><script>x()</script></html>", "e.html"),
+    ],
 )
 def test_files_without_text_are_invalid(data: bytes, name: str):
     with pytest.raises(InvalidFile, match=rf"{name}: the file has no text to search"):

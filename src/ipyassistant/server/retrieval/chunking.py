@@ -80,7 +80,11 @@ def tokenizer() -> Tokenizer:
     """The default embedder's tokenizer, loaded once from the ``wordllama`` package's files."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(wordllama_file(TOKENIZER_FILE)))
+    loaded = Tokenizer.from_file(str(wordllama_file(TOKENIZER_FILE)))
+    # Whole texts, token for token: the chunker and the embedder both need every token.
+    loaded.no_padding()
+    loaded.no_truncation()
+    return loaded
 
 
 def count_tokens(text: str) -> int:
@@ -198,7 +202,8 @@ def _cut_levels(text: str, bounds: npt.NDArray[np.int64]) -> npt.NDArray[np.int8
     breaks = newlines[run_end] - newlines[run_start]
     solid_before = codes[np.maximum(run_start - 1, 0)]
     ender = np.isin(solid_before, _SENTENCE_ENDS) | (
-        np.isin(solid_before, _CLOSERS) & np.isin(codes[np.maximum(run_start - 2, 0)], _SENTENCE_ENDS)
+        np.isin(solid_before, _CLOSERS)
+        & np.isin(codes[np.maximum(run_start - 2, 0)], _SENTENCE_ENDS)
     )
     wide = (codes[before] >= _WIDE) | (codes[np.minimum(cuts, size - 1)] >= _WIDE)
 

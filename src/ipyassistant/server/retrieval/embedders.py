@@ -17,14 +17,14 @@ Two kinds, chosen by the name's prefix (a registry, so each is set up only when 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from .chunking import tokenizer, wordllama_file
 
 __all__ = ["DEFAULT_EMBEDDER", "Embedder", "OpenAIEmbedder", "WordLlamaEmbedder", "get_embedder"]
 
@@ -54,16 +54,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
 
 
-def _wordllama_file(folder: str, filename: str) -> Path:
-    spec = importlib.util.find_spec("wordllama")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("The wordllama embedder needs the 'wordllama' package: pip install it.")
-    path = Path(next(iter(spec.submodule_search_locations))) / folder / filename
-    if not path.exists():
-        raise ValueError(f"The wordllama package has no {folder}/{filename} (is it 0.4 or later?)")
-    return path
-
-
 class WordLlamaEmbedder:
     """WordLlama static embeddings from the files inside the ``wordllama`` package.
 
@@ -85,13 +75,9 @@ class WordLlamaEmbedder:
         with self._lock:
             if self._table is None:
                 from safetensors import safe_open
-                from tokenizers import Tokenizer
 
-                weights = _wordllama_file("weights", f"{self.config}_256.safetensors")
-                tokenizer = _wordllama_file("tokenizers", f"{self.config}_tokenizer_config.json")
-                self._tokenizer = Tokenizer.from_file(str(tokenizer))
-                self._tokenizer.no_padding()
-                self._tokenizer.no_truncation()
+                weights = wordllama_file(f"weights/{self.config}_256.safetensors")
+                self._tokenizer = tokenizer()
                 with safe_open(str(weights), framework="np") as f:
                     table = f.get_tensor("embedding.weight")[:, : self.dimensions]
                 self._table = np.ascontiguousarray(table, dtype=np.float32)
@@ -164,6 +150,9 @@ class OpenAIEmbedder:
 
 def _wordllama(rest: str) -> Embedder:
     config, _, dim = rest.partition(":")
+    if config not in ("", "l2_supercat"):
+        # The tokenizer and weights of l2_supercat are the only ones inside the wheel.
+        raise ValueError(f"wordllama config {config!r} is not installed; use 'l2_supercat'")
     if dim and not dim.isdigit():
         raise ValueError(f"wordllama dimensions must be a number, not {dim!r}")
     return WordLlamaEmbedder(config or "l2_supercat", int(dim) if dim else 256)

@@ -117,7 +117,9 @@ def _read_pdf(data: bytes, filename: str) -> str:
             f"{filename}: the PDF is encrypted; upload a copy without a password"
         ) from None
     except Exception as exc:  # pypdf raises many kinds (PdfReadError, KeyError, ...) on damage
-        raise InvalidFile(f"{filename}: the PDF cannot be read ({exc or type(exc).__name__})") from None
+        raise InvalidFile(
+            f"{filename}: the PDF cannot be read ({exc or type(exc).__name__})"
+        ) from None
     text = "\n\n".join(page.strip() for page in pages if page.strip())
     if not text:
         raise InvalidFile(
@@ -211,7 +213,9 @@ def _sniff(data: bytes) -> Callable[[bytes, str], str]:
 def _summary(extensions: Iterable[str]) -> str:
     names = sorted(extensions)
     shown = ", ".join(names[:_SUMMARY_LIMIT])
-    return shown + (f" and {len(names) - _SUMMARY_LIMIT} more" if len(names) > _SUMMARY_LIMIT else "")
+    return shown + (
+        f" and {len(names) - _SUMMARY_LIMIT} more" if len(names) > _SUMMARY_LIMIT else ""
+    )
 
 
 # Control characters that text files do hold (tab, newlines, form feed, escape); any other
