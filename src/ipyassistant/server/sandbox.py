@@ -11,8 +11,8 @@ Each sandboxed kernel runs under Debian's ``bwrap`` in namespaces of its own, an
   see :mod:`.kernel`);
 - **a private** ``/tmp`` (a tmpfs no larger than the kernel's memory cap);
 - **neither the data directory** (database, files, other threads' directories) **nor the
-  server user's home** (keys and configuration), each covered by an empty tmpfs; the kernel
-  Python's own installation is shown again read-only when it lives there;
+  server user's home** (keys and configuration), each covered by an empty read-only tmpfs; the
+  kernel Python's own installation is shown again read-only when it lives there;
 - **no network** unless ``IPYASSISTANT_CODE_NETWORK=1`` (then the host's network);
 - **a clean environment**: ``PATH``, the locale, ``HOME`` (its working directory) and the
   kernel's settings (:func:`.kernel.kernel_env`), none of the server's variables.
@@ -33,26 +33,18 @@ from pathlib import Path
 from .kernel import kernel_env
 
 __all__ = [
-    "SANDBOXES",
     "Bubblewrap",
     "SandboxUnavailable",
     "bwrap_problem",
-    "default_sandbox",
     "sandbox_env",
+    "unavailable",
 ]
-
-#: The values of ``IPYASSISTANT_CODE_SANDBOX``.
-SANDBOXES = ("bwrap", "none")
 
 # The server's variables a sandboxed kernel keeps: where programs are, and the locale.
 _KEPT_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
 # The options every sandbox starts with: namespaces of its own (network aside), no capability
 # (the server may run as root), killed with the server.
 _BASE = ("--unshare-all", "--cap-drop", "ALL", "--die-with-parent")
-_HOW_TO_INSTALL = (
-    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
-    "bubblewrap) or set IPYASSISTANT_CODE_SANDBOX=none to run the code interpreter unconfined"
-)
 # Prints what the kernel's Python needs to see: its installation and import path.
 _PROBE = (
     "import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
@@ -83,9 +75,14 @@ def bwrap_problem() -> str | None:
     return None
 
 
-def default_sandbox() -> str:
-    """``bwrap`` when bubblewrap works here, else ``none``: the default of ``ipyassistant serve``."""
-    return "bwrap" if bwrap_problem() is None else "none"
+def unavailable(problem: str) -> str:
+    """The error for a sandbox asked for that cannot run: the ``problem``, and what to do."""
+    return (
+        f"the code interpreter's sandbox (IPYASSISTANT_CODE_SANDBOX=bwrap) cannot run: "
+        f"{problem}. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: "
+        "dnf install bubblewrap), or set IPYASSISTANT_CODE_SANDBOX=none (ipyassistant serve "
+        "--code-sandbox none) to run code unconfined."
+    )
 
 
 def sandbox_env(workdir: Path) -> dict[str, str]:
@@ -139,9 +136,7 @@ class Bubblewrap:
         """
         problem = bwrap_problem()
         if problem is not None:
-            raise SandboxUnavailable(
-                f"IPYASSISTANT_CODE_SANDBOX=bwrap, but {problem}: {_HOW_TO_INSTALL}."
-            )
+            raise SandboxUnavailable(unavailable(problem))
         bwrap = shutil.which("bwrap") or "bwrap"
         # The probe runs in the sandbox's namespaces but sees the whole file system.
         probe = [bwrap, *_BASE, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
@@ -177,6 +172,7 @@ class Bubblewrap:
         args += ["--tmpfs", "/tmp", "--tmpfs", "/run"]
         if self.network:  # a resolv.conf that points into /run still resolves names
             args += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]
+        covers = [*_home(), *self.hidden]
         for home in _home():
             args += ["--tmpfs", str(home)]
         for path in self.exposed:
@@ -184,5 +180,9 @@ class Bubblewrap:
         for path in self.hidden:
             args += ["--tmpfs", str(path)]
         args += ["--bind", str(files), str(files), "--bind", str(workdir), str(workdir)]
+        # The covers are empty and read-only: what the code writes outside its directory and
+        # /tmp fails rather than vanishing with the sandbox.
+        for path in ["/run", *covers]:
+            args += ["--remount-ro", str(path)]
         args += ["--chdir", str(workdir), "--"]
         return args
