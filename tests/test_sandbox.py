@@ -177,6 +177,19 @@ def test_the_network_is_reachable_only_when_asked_for(make_server):
     assert seen == ["ok", "connected"]
 
 
+@needs_bwrap
+def test_a_timeout_interrupts_the_sandboxed_kernel_and_keeps_its_state(make_server):
+    # Interrupted by a message, not by SIGINT to its process group, which would kill bwrap.
+    running = make_server(code_sandbox="bwrap", code_timeout_seconds=1, code_warm_kernels=0)
+    with running.client() as client:
+        coder = client.beta.assistants.create(model="test", tools=[{"type": "code_interpreter"}])
+        thread = client.beta.threads.create()
+        _, call = execute(client, coder.id, thread.id, "x = 42\nimport time\ntime.sleep(30)")
+        assert "KeyboardInterrupt" in logs_of(call) and "timed out" in logs_of(call)
+        _, call = execute(client, coder.id, thread.id, "print(x)")
+        assert logs_of(call).strip() == "42"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sandbox", [pytest.param("bwrap", marks=needs_bwrap), "none"])
 def test_kernels_die_with_a_server_killed_with_sigkill(tmp_path, monkeypatch, sandbox):

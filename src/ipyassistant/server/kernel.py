@@ -8,7 +8,8 @@ A kernel is an ``ipykernel`` process started and spoken to with ``jupyter_client
   not count the address space that thread stacks and allocator arenas merely reserve), set
   before ipykernel starts and inherited by anything the code spawns.
 - **Environment.** The kernel's environment is the server's, less variables that look like
-  credentials, with numerical libraries held to a few threads.
+  credentials, with numerical libraries held to a few threads (a sandboxed kernel's is a
+  minimal one instead: see :mod:`.sandbox`).
 - **Transport.** Kernels talk to the server over Unix sockets (ZMQ's ``ipc`` transport) in a
   private (0700) temporary directory, one folder a kernel, rather than loopback TCP: other local
   users cannot read their output, and a sandboxed kernel (:mod:`.sandbox`), whose network

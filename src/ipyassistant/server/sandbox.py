@@ -172,7 +172,7 @@ class Bubblewrap:
         args += ["--tmpfs", "/tmp", "--tmpfs", "/run"]
         if self.network:  # a resolv.conf that points into /run still resolves names
             args += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]
-        covers = [*_home(), *self.hidden]
+        covers = ["/run", *map(str, [*_home(), *self.hidden])]
         for home in _home():
             args += ["--tmpfs", str(home)]
         for path in self.exposed:
@@ -182,7 +182,7 @@ class Bubblewrap:
         args += ["--bind", str(files), str(files), "--bind", str(workdir), str(workdir)]
         # The covers are empty and read-only: what the code writes outside its directory and
         # /tmp fails rather than vanishing with the sandbox.
-        for path in ["/run", *covers]:
-            args += ["--remount-ro", str(path)]
+        for cover in covers:
+            args += ["--remount-ro", cover]
         args += ["--chdir", str(workdir), "--"]
         return args
