@@ -396,7 +396,8 @@ class KernelPool:
         # kernel watches for the death of this process, whichever it is by now.
         if self._bwrap is not None:
             assert workdir is not None
-            specs = kernel_specs(self.python, self.memory_mb, self._bwrap.argv(workdir, files))
+            wrapper = self._bwrap.argv(workdir, files)
+            specs = kernel_specs(self._bwrap.python, self.memory_mb, wrapper)
             env = sandbox_env(workdir)
         else:
             specs, env = kernel_specs(self.python, self.memory_mb), self._env

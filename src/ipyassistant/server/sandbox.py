@@ -45,10 +45,14 @@ _KEPT_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ")
 # The options every sandbox starts with: namespaces of its own (network aside), no capability
 # (the server may run as root), killed with the server.
 _BASE = ("--unshare-all", "--cap-drop", "ALL", "--die-with-parent")
-# Prints what the kernel's Python needs to see: its installation and import path.
+# A sandbox that sees the whole file system read-only: for checking that bwrap works here.
+_PLAIN = (*_BASE, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev")
+# Prints the kernel's Python itself (past a launcher such as pyenv's shims, which the sandbox
+# may hide), then what it needs to see: its installation and import path.
 _PROBE = (
-    "import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
-    "os.path.dirname(os.path.realpath(sys.executable)), *sys.path]))"
+    "import json, os, sys; e = sys.executable; print(json.dumps([e, sys.prefix, "
+    "sys.base_prefix, sys.exec_prefix, os.path.dirname(e), os.path.dirname(os.path.realpath(e)), "
+    "*sys.path]))"
 )
 
 
@@ -63,7 +67,7 @@ def bwrap_problem() -> str | None:
         return "bubblewrap (bwrap) is not installed"
     try:
         done = subprocess.run(
-            [bwrap, *_BASE, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+            [bwrap, *_PLAIN, "true"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -118,6 +122,8 @@ class Bubblewrap:
     """How kernels are confined: the ``bwrap`` command line for a kernel (see the module)."""
 
     bwrap: str
+    #: The kernel's Python executable, as it calls itself (a launcher's target).
+    python: str
     #: Directories covered by an empty tmpfs (the data directory, the kernels' files).
     hidden: tuple[Path, ...]
     #: The kernel Python's installation under a covered directory, shown again read-only.
@@ -138,28 +144,27 @@ class Bubblewrap:
         if problem is not None:
             raise SandboxUnavailable(unavailable(problem))
         bwrap = shutil.which("bwrap") or "bwrap"
-        # The probe runs in the sandbox's namespaces but sees the whole file system.
-        probe = [bwrap, *_BASE, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+        cannot = f"The code interpreter's Python {python} could not run in the bubblewrap sandbox"
         try:
             done = subprocess.run(
-                [*probe, python, "-c", _PROBE],
+                [bwrap, *_PLAIN, python, "-c", _PROBE],
                 capture_output=True,
                 text=True,
                 timeout=60,
                 env=sandbox_env(Path("/")),
             )
-            paths = [Path(p) for p in json.loads(done.stdout) if p]
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            detail = getattr(exc, "stderr", None) or str(exc)
-            raise SandboxUnavailable(
-                f"The code interpreter's Python {python} could not run in the bubblewrap "
-                f"sandbox: {detail}"
-            ) from exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SandboxUnavailable(f"{cannot}: {exc}") from exc
+        try:
+            python, *found = json.loads(done.stdout)
+            paths = [Path(p) for p in found if p]
+        except ValueError as exc:
+            raise SandboxUnavailable(f"{cannot}: {done.stderr.strip() or exc}") from exc
         covered = [Path("/tmp"), Path("/run"), *_home(), *hidden]
         shown = sorted({p for p in paths if p.is_dir() and _covered(p, covered)})
         # A directory inside another shown one is shown with it.
         exposed = tuple(p for p in shown if not _covered(p, [q for q in shown if q != p]))
-        return cls(bwrap, tuple(hidden), exposed, network, max(tmp_bytes, 0))
+        return cls(bwrap, python, tuple(hidden), exposed, network, max(tmp_bytes, 0))
 
     def argv(self, workdir: Path, files: Path) -> list[str]:
         """The command prefix that runs a kernel in ``workdir``, its connection in ``files``."""
