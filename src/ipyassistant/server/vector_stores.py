@@ -306,7 +306,7 @@ async def create_store(
 
 
 async def resolve_tool_resources(
-    tx: Tx, resources: NewToolResources | ToolResources | None, param: str, embedding_model: str
+    tx: Tx, resources: NewToolResources | ToolResources | None, param: str
 ) -> dict[str, Any]:
     """Tool resources as stored: ``vector_store_ids`` checked, ``vector_stores`` made."""
     out: dict[str, Any] = {}
@@ -324,7 +324,7 @@ async def resolve_tool_resources(
     for i, new in enumerate(getattr(search, "vector_stores", None) or []):
         store = await create_store(
             tx,
-            embedding_model=embedding_model,
+            embedding_model=await embedder_name(None),
             metadata=new.metadata,
             file_ids=new.file_ids,
             chunking=new.chunking_strategy,
@@ -335,9 +335,7 @@ async def resolve_tool_resources(
     return out
 
 
-async def attach_message_files(
-    tx: Tx, thread_id: str, message: CreateMessage, embedding_model: str
-) -> bool:
+async def attach_message_files(tx: Tx, thread_id: str, message: CreateMessage) -> bool:
     """Put a message's ``file_search`` attachments in its thread's store; True if any.
 
     The thread's store is the first of its ``vector_store_ids``; a thread without one gets
@@ -360,7 +358,7 @@ async def attach_message_files(
     if store is None or store["status"] == "expired":
         store = await create_store(
             tx,
-            embedding_model=embedding_model,
+            embedding_model=await embedder_name(None),
             name=f"thread {thread_id}",
             expires_after={"anchor": "last_active_at", "days": THREAD_STORE_DAYS},
         )
