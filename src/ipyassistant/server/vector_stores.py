@@ -270,6 +270,7 @@ async def cancel_batch(tx: Tx, batch: dict[str, Any]) -> dict[str, Any]:
             .values(worker_id=None)
         )
     batch["status"] = "cancelled"
+    await tx.update("vector_store.files_batch", batch)
     await refresh(tx, batch["vector_store_id"], [batch["id"]])
     return await tx.get("vector_store.files_batch", batch["id"])
 

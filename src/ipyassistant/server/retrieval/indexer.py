@@ -169,8 +169,15 @@ class Indexer:
             async with self.store.tx() as tx:
                 await self._fail(tx, claimed, failure.code, failure.message, *self._mine(seq))
             return
-        async with self.store.tx() as tx:
-            await self._commit(tx, claimed, seq, texts, vectors)
+        try:
+            async with self.store.tx() as tx:
+                await self._commit(tx, claimed, seq, texts, vectors)
+        except Exception as exc:  # rolled back: no chunk of this attempt was kept
+            log.exception("saving the chunks of file %s failed", claimed["id"])
+            async with self.store.tx() as tx:
+                await self._fail(
+                    tx, claimed, "server_error", f"{type(exc).__name__}: {exc}", *self._mine(seq)
+                )
 
     async def _embed(self, obj: dict[str, Any]) -> tuple[list[str], Any]:
         """The file's chunks and their embeddings (or :class:`_Failed` saying why not)."""
