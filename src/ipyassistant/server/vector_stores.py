@@ -37,6 +37,7 @@ __all__ = [
     "add_file",
     "as_read",
     "attach_message_files",
+    "cancel_batch",
     "create_store",
     "delete_file",
     "delete_store",
@@ -44,11 +45,13 @@ __all__ = [
     "file_row",
     "get_usable",
     "plain",
-    "reindex",
     "refresh",
+    "refresh_batch",
+    "reindex",
     "remove_file",
     "resolve_tool_resources",
     "touch",
+    "write_file",
 ]
 
 #: A thread's own store (made for message attachments) expires this long after its last use.
