@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from .. import db
@@ -32,7 +32,7 @@ def router(server: Server) -> APIRouter:
     store, indexer = server.store, server.indexer
     routes = new_router()
 
-    @routes.post("/vector_stores")
+    @routes.post("/vector_stores", dependencies=[Depends(_has_body)])
     async def create_vector_store(body: CreateVectorStore) -> dict[str, Any]:
         embedder = await stores.embedder_name(body.embedding_model)
         async with store.tx() as tx:
@@ -134,6 +134,15 @@ def router(server: Server) -> APIRouter:
         return vso.search_page(queries, results)
 
     return routes
+
+
+def _has_body(request: Request) -> None:
+    """The spec requires a body to create a store (``{}`` will do): refuse a request with none."""
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
+        raise InvalidRequest(
+            "The request has no body; send a JSON object ({} makes a store with the defaults).",
+            code="missing_required_parameter",
+        )
 
 
 async def _filenames(tx: Any, file_ids: set[str]) -> dict[str, str]:
