@@ -65,8 +65,12 @@ async def embedder_name(name: str | None, param: str = "embedding_model") -> str
     try:
         # Loading an embedder may read its weights from disk: not on the event loop.
         embedder = await asyncio.to_thread(get_embedder, name)
-    except ValueError as exc:
+    except ValueError as exc:  # an unknown name: the message lists the accepted forms
         raise InvalidRequest(str(exc), param=param, code="invalid_value") from None
+    except Exception as exc:  # a known kind this server cannot use (no API key, no weights)
+        raise InvalidRequest(
+            f"The embedding model {name!r} cannot be used here: {exc}", param=param, code="invalid_value"
+        ) from None
     return embedder.name
 
 
