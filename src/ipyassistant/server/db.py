@@ -74,7 +74,8 @@ vector_stores = _object_table(
 )
 
 # A file in a vector store. Its id is the file's id, so it is unique only within its store;
-# ``worker_id`` is the process indexing it (its lease is the workers table, as for runs).
+# ``worker_id`` is the process indexing it (its lease is the workers table, as for runs);
+# ``attempts`` counts the workers that claimed it, so a file that kills them is failed in the end.
 vector_store_files = sa.Table(
     "vector_store_files",
     metadata,
@@ -85,6 +86,7 @@ vector_store_files = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     _id("batch_id", nullable=True),
     _id("worker_id", nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("vector_store_id", "id", name="uq_vector_store_files_store_file"),
     sa.Index("ix_vector_store_files_status", "status"),
@@ -175,6 +177,8 @@ TABLES = {
     "run_step": run_steps,
     "file": files,
     "vector_store": vector_stores,
+    # Listed and paged like the others, but its ids are unique only within a store.
+    "vector_store.file": vector_store_files,
     "vector_store.files_batch": vector_store_file_batches,
 }
 
