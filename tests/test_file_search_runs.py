@@ -12,7 +12,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from _servers import RunningServer
 from _spec import check_body
 from ipyassistant.server import objects
 from ipyassistant.server.engine.citations import CitationStream
-from ipyassistant.server.engine.file_search import INCLUDE_CONTENT, search
+from ipyassistant.server.engine.file_search import INCLUDE_CONTENT, Query, search
 from ipyassistant.server.engine.prompt import Context, build_request
 from ipyassistant.server.models.base import FILE_SEARCH_FUNCTION, ModelRequest
 from ipyassistant.server.models.search_results import CITING_NOTE, parse_results
@@ -53,13 +52,11 @@ class FakeSearcher:
         self.hits = hits
         self.asked: list[dict[str, Any]] = []
 
-    async def search(
-        self, vector_store_ids: Sequence[str], query: str, *, max_num_results: int, score_threshold: float
-    ) -> list[Hit]:
+    async def search(self, query: Query) -> list[Hit]:
         self.asked.append(
-            {"stores": list(vector_store_ids), "query": query, "max": max_num_results, "threshold": score_threshold}
+            {"stores": list(query.vector_store_ids), "query": query.text, "max": query.max_num_results, "threshold": query.score_threshold}
         )
-        return self.hits[:max_num_results]
+        return self.hits[: query.max_num_results]
 
 
 def add_vector_store(running: RunningServer, files: dict[str, str] | None = None) -> str:
@@ -359,3 +356,11 @@ async def test_a_search_waits_for_the_threads_files_being_indexed_but_not_for_ev
     note, _ = await asyncio.gather(search(store, searcher, run, call(), 30), finish_indexing())
     assert note == "" and 0.3 <= time.monotonic() - started < 5
     await store.close()
+
+
+def test_search_directive_needs_the_tool(client):
+    assistant = client.beta.assistants.create(model="test")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "/search anything"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
+    assert run.status == "failed"
+    assert "/search needs the file_search tool" in run.last_error.message

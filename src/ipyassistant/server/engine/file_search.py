@@ -41,6 +41,7 @@ __all__ = [
     "INCLUDE_CONTENT",
     "FileSearcher",
     "IndexSearcher",
+    "Query",
     "SearchHit",
     "WithoutContent",
     "decode_query",
@@ -72,18 +73,21 @@ class SearchHit(Protocol):
     def score(self) -> float: ...
 
 
+@dataclass(frozen=True)
+class Query:
+    """What one ``file_search`` call asks for: its words, where, and how many results."""
+
+    text: str
+    vector_store_ids: tuple[str, ...]
+    max_num_results: int
+    score_threshold: float
+
+
 class FileSearcher(Protocol):
     """Searches vector stores for a run (the engine's :attr:`~.RunEngine.file_searcher`)."""
 
-    async def search(
-        self,
-        vector_store_ids: Sequence[str],
-        query: str,
-        *,
-        max_num_results: int,
-        score_threshold: float,
-    ) -> Sequence[SearchHit]:
-        """The best chunks for ``query``, best first, scores in [0, 1]."""
+    async def search(self, query: Query) -> Sequence[SearchHit]:
+        """The best chunks for the query, best first, scores in [0, 1]."""
         ...
 
 
@@ -93,14 +97,7 @@ class IndexSearcher:
     def __init__(self, store: Store):
         self.store = store
 
-    async def search(
-        self,
-        vector_store_ids: Sequence[str],
-        query: str,
-        *,
-        max_num_results: int,
-        score_threshold: float,
-    ) -> Sequence[SearchHit]:
+    async def search(self, query: Query) -> Sequence[SearchHit]:
         # Imported on first use: retrieval loads numpy and the embedders, which a server
         # whose runs never search does not need.
         from ..retrieval.search import search as search_index
@@ -108,10 +105,10 @@ class IndexSearcher:
         async with self.store.read() as tx:
             return await search_index(
                 tx.conn,
-                vector_store_ids,
-                [query],
-                max_num_results=max_num_results,
-                score_threshold=score_threshold,
+                query.vector_store_ids,
+                [query.text],
+                max_num_results=query.max_num_results,
+                score_threshold=query.score_threshold,
             )
 
 
@@ -206,16 +203,13 @@ async def search(
     async with store.read() as tx:
         ids, thread_ids = await _store_ids(tx, run)
     pending = await _wait_for_indexing(store, thread_ids, wait_seconds)
-    hits = (
-        await searcher.search(
-            ids,
-            call["file_search"]["query"],
-            max_num_results=settings.max_num_results,
-            score_threshold=settings.score_threshold,
-        )
-        if ids
-        else []
+    query = Query(
+        call["file_search"]["query"],
+        tuple(ids),
+        settings.max_num_results,
+        settings.score_threshold,
     )
+    hits = await searcher.search(query) if ids else []
     names: dict[str, str] = {}
     async with store.read() as tx:
         for hit in hits:
