@@ -110,6 +110,55 @@ vector_store_chunks = sa.Table(
     sa.Index("ix_vector_store_chunks_store_file", "vector_store_id", "file_id"),
 )
 
+# Changes whenever a store's chunks or their attributes change (a new random token each time,
+# written in the same transaction): a process caching a store's vectors compares it in one
+# primary-key read, and it stays right across processes and after a store is re-indexed.
+vector_store_chunk_versions = sa.Table(
+    "vector_store_chunk_versions",
+    metadata,
+    _id("vector_store_id", primary_key=True),
+    sa.Column("token", sa.String(32), nullable=False),
+)
+
+# The keyword index over chunk text. SQLite: an FTS5 table whose content is the chunks table
+# itself (no second copy of the text), kept in step by triggers, so every write to the chunks,
+# whoever makes it, reaches the index in the same transaction. PostgreSQL: a generated tsvector
+# column with a GIN index. Run after every create_all (which the server runs at each start),
+# hence ``IF NOT EXISTS`` everywhere.
+_KEYWORD_DDL = {
+    "sqlite": (
+        "CREATE VIRTUAL TABLE IF NOT EXISTS vector_store_chunks_fts USING fts5(text, "
+        "content='vector_store_chunks', content_rowid='seq', "
+        "tokenize='porter unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_insert AFTER INSERT ON "
+        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(rowid, text) "
+        "VALUES (new.seq, new.text); END",
+        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_delete AFTER DELETE ON "
+        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(vector_store_chunks_fts, "
+        "rowid, text) VALUES ('delete', old.seq, old.text); END",
+        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_update AFTER UPDATE OF text ON "
+        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(vector_store_chunks_fts, "
+        "rowid, text) VALUES ('delete', old.seq, old.text); INSERT INTO "
+        "vector_store_chunks_fts(rowid, text) VALUES (new.seq, new.text); END",
+    ),
+    "postgresql": (
+        "ALTER TABLE vector_store_chunks ADD COLUMN IF NOT EXISTS text_search tsvector "
+        "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+        "CREATE INDEX IF NOT EXISTS ix_vector_store_chunks_text_search ON vector_store_chunks "
+        "USING GIN (text_search)",
+    ),
+}
+for _dialect, _statements in _KEYWORD_DDL.items():
+    for _statement in _statements:
+        sa.event.listen(
+            metadata, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect)
+        )
+sa.event.listen(
+    metadata,
+    "before_drop",
+    sa.DDL("DROP TABLE IF EXISTS vector_store_chunks_fts").execute_if(dialect="sqlite"),
+)
+
 workers = sa.Table(
     "workers",
     metadata,
