@@ -29,6 +29,8 @@ from ipyassistant.server.engine.file_search import INCLUDE_CONTENT, Query, searc
 from ipyassistant.server.engine.prompt import Context, build_request
 from ipyassistant.server.models.base import FILE_SEARCH_FUNCTION, ModelRequest
 from ipyassistant.server.models.search_results import CITING_NOTE, parse_results
+from ipyassistant.server.retrieval.embedders import get_embedder
+from ipyassistant.server.retrieval.index import add_chunks
 from ipyassistant.server.store import Store, new_id
 
 SKY = "The sky is blue. It is blue because of Rayleigh scattering.\nMore text."
@@ -54,12 +56,12 @@ class FakeSearcher:
 
     async def search(self, query: Query) -> list[Hit]:
         self.asked.append(
-            {"stores": list(query.vector_store_ids), "query": query.text, "max": query.max_num_results, "threshold": query.score_threshold}
+            {"stores": list(query.vector_store_ids), "query": query.text, "max": query.max_num_results, "ranker": query.ranker, "threshold": query.score_threshold}
         )
         return self.hits[: query.max_num_results]
 
 
-def add_vector_store(running: RunningServer, files: dict[str, str] | None = None) -> str:
+def add_vector_store(running: RunningServer, files: dict[str, str] | None = None, embedder: str = "test") -> str:
     """A vector store row (with ``files``: file id -> status), written straight to the database."""
     store_id = new_id("vector_store")
     now = int(time.time())
@@ -78,7 +80,7 @@ def add_vector_store(running: RunningServer, files: dict[str, str] | None = None
     with sqlite3.connect(Path(running.config.data_dir) / "ipyassistant.sqlite3") as db:
         db.execute(
             "INSERT INTO vector_stores (id, created_at, data, embedder, expires_at) VALUES (?, ?, ?, ?, NULL)",
-            (store_id, now, json.dumps(data), "test"),
+            (store_id, now, json.dumps(data), embedder),
         )
         for file_id, status in (files or {}).items():
             row = {"id": file_id, "object": "vector_store.file", "vector_store_id": store_id, "status": status}
@@ -157,7 +159,7 @@ def test_search_streams_its_step_then_a_reply_that_cites_the_quote(searching):
         "thread.run.step.completed",
         "thread.run.completed",
     ]
-    assert searcher.asked == [{"stores": [store_id], "query": "why is the sky blue?", "max": 10, "threshold": 0.0}]
+    assert searcher.asked == [{"stores": [store_id], "query": "why is the sky blue?", "max": 10, "ranker": "auto", "threshold": 0.0}]
     # The handler's snapshot (built from the deltas) has the query and the results, not the chunks.
     # (The SDK calls on_tool_call_done again when the run completes.)
     (created, first), (done, call) = handler.calls[:2]
@@ -364,3 +366,36 @@ def test_search_directive_needs_the_tool(client):
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
     assert run.status == "failed"
     assert "/search needs the file_search tool" in run.last_error.message
+
+
+def test_a_run_searches_the_index_for_real(make_server):
+    """No fake: the server's own searcher finds the chunks written to the store's index."""
+    running = make_server()
+    with running.client() as client:
+        sky, grass = upload(client, "notes.md", SKY), upload(client, "grass.txt", GRASS)
+        embedder = get_embedder()
+        store_id = add_vector_store(running, {sky: "completed", grass: "completed"}, embedder.name)
+
+        async def index() -> None:
+            store = Store.from_url(running.config.resolved_database_url)
+            async with store.tx() as tx:
+                for file_id, text in ((sky, SKY), (grass, GRASS)):
+                    await add_chunks(tx.conn, store_id, file_id, [text], await embedder.embed([text]), None)
+            await store.close()
+
+        asyncio.run(index())
+        assistant = client.beta.assistants.create(
+            model="test", tools=[{"type": "file_search", "file_search": {"ranking_options": {"ranker": "default_2024_08_21", "score_threshold": 0}}}]
+        )
+        thread = client.beta.threads.create(
+            messages=[{"role": "user", "content": "chlorophyll absorbs which light?"}],
+            tool_resources={"file_search": {"vector_store_ids": [store_id]}},
+        )
+        run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
+        assert run.status == "completed", run.last_error
+        text = client.beta.threads.messages.list(thread.id).data[0].content[0].text
+        assert text.value == 'From grass.txt: "Grass is green!"'
+        assert text.annotations[0].file_citation.file_id == grass
+        [step, _] = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+        results = step.step_details.tool_calls[0].file_search.results
+        assert results[0].file_name == "grass.txt" and 0 <= results[-1].score <= results[0].score <= 1

@@ -80,6 +80,8 @@ class Query:
     text: str
     vector_store_ids: tuple[str, ...]
     max_num_results: int
+    #: The tool's ``ranking_options``: ``auto`` or ``default_2024_08_21`` (both hybrid).
+    ranker: str
     score_threshold: float
 
 
@@ -98,8 +100,8 @@ class IndexSearcher:
         self.store = store
 
     async def search(self, query: Query) -> Sequence[SearchHit]:
-        # Imported on first use: retrieval loads numpy and the embedders, which a server
-        # whose runs never search does not need.
+        # Imported on first use: retrieval loads numpy (and its embedders their weights),
+        # which a server whose runs never search does not need.
         from ..retrieval.search import search as search_index
 
         async with self.store.read() as tx:
@@ -108,6 +110,7 @@ class IndexSearcher:
                 query.vector_store_ids,
                 [query.text],
                 max_num_results=query.max_num_results,
+                ranker=query.ranker,
                 score_threshold=query.score_threshold,
             )
 
@@ -207,6 +210,7 @@ async def search(
         call["file_search"]["query"],
         tuple(ids),
         settings.max_num_results,
+        settings.ranker,
         settings.score_threshold,
     )
     hits = await searcher.search(query) if ids else []
