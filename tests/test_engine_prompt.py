@@ -14,7 +14,12 @@ from ipyassistant.server.engine.prompt import (
     tool_choice_name,
     user_image_files,
 )
-from ipyassistant.server.models.base import CODE_INTERPRETER_FUNCTION, ChatMessage, ModelRequest
+from ipyassistant.server.models.base import (
+    CODE_INTERPRETER_FUNCTION,
+    FILE_SEARCH_FUNCTION,
+    ChatMessage,
+    ModelRequest,
+)
 
 ASSISTANT = {"id": "asst_1", "model": "test"}
 THREAD = "thread_1"
@@ -143,7 +148,7 @@ def test_tool_choice_names():
     assert tool_choice_name("required") == "required"
     assert tool_choice_name({"type": "function", "function": {"name": "f"}}) == "f"
     assert tool_choice_name({"type": "code_interpreter"}) == CODE_INTERPRETER_FUNCTION
-    assert tool_choice_name({"type": "file_search"}) == "auto"
+    assert tool_choice_name({"type": "file_search"}) == FILE_SEARCH_FUNCTION
 
 
 def test_function_tools_and_the_code_interpreter_function():

@@ -15,17 +15,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..models.base import (
     CODE_INTERPRETER_FUNCTION,
+    FILE_SEARCH_FUNCTION,
     ChatMessage,
     FunctionSpec,
     ModelRequest,
     ToolCall,
 )
 from ..models.registry import parse_model
+from .file_search import describe_call
 
 __all__ = [
     "Context",
@@ -49,6 +51,8 @@ class Context:
     steps: list[dict[str, Any]]
     #: Told to the model after the instructions (e.g. the code interpreter's files).
     note: str
+    #: Why a ``file_search`` call (by id) found less than it could: told with its results.
+    search_notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,15 @@ def build_request(
     first_call: bool,
     code_interpreter: bool,
     images: Mapping[str, bytes],
+    file_search: bool = False,
 ) -> ModelRequest | Incomplete:
     """The request for the run's next model call, or why the run cannot make one.
 
     ``count_tokens`` is the provider's estimate of a prompt's size; ``first_call`` says
     whether the run's ``tool_choice`` applies (only its first call is forced);
-    ``code_interpreter`` whether the model may run code; ``images`` holds the bytes of the
-    image files users attached (see :func:`user_image_files`), a missing one is left out.
+    ``code_interpreter`` whether the model may run code, ``file_search`` whether it may
+    search files; ``images`` holds the bytes of the image files users attached (see
+    :func:`user_image_files`), a missing one is left out.
     """
     messages, steps, note = context.messages, context.steps, context.note
     system = run["instructions"] or ""
@@ -83,7 +89,7 @@ def build_request(
     truncation = run["truncation_strategy"] or {}
     if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
         history = history[-truncation["last_messages"] :]
-    own = own_messages(steps, {m["id"]: m for m in messages})
+    own = own_messages(steps, {m["id"]: m for m in messages}, context.search_notes)
     prompt = [ChatMessage("system", system)] if system else []
     limit = run["max_prompt_tokens"]
     while True:
@@ -105,7 +111,7 @@ def build_request(
     return ModelRequest(
         model=parse_model(run["model"]).request_model,
         messages=chat,
-        tools=function_specs(run, code_interpreter=code_interpreter),
+        tools=function_specs(run, code_interpreter=code_interpreter, file_search=file_search),
         tool_choice=tool_choice_name(run["tool_choice"]) if first_call else "auto",
         parallel_tool_calls=run["parallel_tool_calls"],
         response_format=response_format
@@ -125,11 +131,15 @@ def tool_choice_name(choice: Any) -> str:
         return str(choice["function"]["name"])
     if choice.get("type") == "code_interpreter":
         return CODE_INTERPRETER_FUNCTION
+    if choice.get("type") == "file_search":
+        return FILE_SEARCH_FUNCTION
     return "auto"
 
 
-def function_specs(run: dict[str, Any], *, code_interpreter: bool) -> list[FunctionSpec]:
-    """The functions the model may call: the run's ``function`` tools, then code execution."""
+def function_specs(
+    run: dict[str, Any], *, code_interpreter: bool, file_search: bool = False
+) -> list[FunctionSpec]:
+    """The functions the model may call: the run's ``function`` tools, code, file search."""
     specs = []
     for tool in run["tools"]:
         if tool["type"] == "function":
@@ -157,6 +167,26 @@ def function_specs(run: dict[str, Any], *, code_interpreter: bool) -> list[Funct
                         "code": {"type": "string", "description": "The Python code to run."}
                     },
                     "required": ["code"],
+                },
+            )
+        )
+    if file_search:
+        specs.append(
+            FunctionSpec(
+                name=FILE_SEARCH_FUNCTION,
+                description=(
+                    "Search the files the user gave you. Returns the passages that best match "
+                    "the query, each with a marker to cite it by."
+                ),
+                parameters={
+                    "type": "object",
+                    "properties": {
+                        "query": {
+                            "type": "string",
+                            "description": "What to look for, in words likely to be in the files.",
+                        }
+                    },
+                    "required": ["query"],
                 },
             )
         )
@@ -206,10 +236,17 @@ def data_url(data: bytes | None) -> str:
 
 
 def own_messages(
-    steps: list[dict[str, Any]], messages: dict[str, dict[str, Any]]
+    steps: list[dict[str, Any]],
+    messages: dict[str, dict[str, Any]],
+    search_notes: Mapping[str, str] | None = None,
 ) -> list[ChatMessage]:
-    """This run's earlier model turns: its messages, tool calls and tool outputs."""
+    """This run's earlier model turns: its messages, tool calls and tool outputs.
+
+    Search results are numbered across the run's searches (see :func:`.file_search.sources`);
+    ``search_notes`` adds to a search's results why it found less than it could.
+    """
     chat: list[ChatMessage] = []
+    numbered = 0
     for step in steps:
         details = step["step_details"]
         if details["type"] == "message_creation":
@@ -245,6 +282,20 @@ def own_messages(
                         name=CODE_INTERPRETER_FUNCTION,
                     )
                 )
+            elif call["type"] == "file_search":
+                found = call["file_search"]
+                query = json.dumps({"query": found.get("query", "")})
+                calls.append(ToolCall(call["id"], FILE_SEARCH_FUNCTION, query))
+                note = (search_notes or {}).get(call["id"], "")
+                outputs.append(
+                    ChatMessage(
+                        "tool",
+                        describe_call(call, numbered, note),
+                        tool_call_id=call["id"],
+                        name=FILE_SEARCH_FUNCTION,
+                    )
+                )
+                numbered += len(found.get("results") or [])
         chat.append(ChatMessage("assistant", "", tool_calls=calls))
         chat.extend(outputs)
     return chat

@@ -13,7 +13,7 @@ from typing import Any
 from .. import objects
 from ..events import EventSink
 from ..store import ACTIVE_RUN_STATUSES, Store, Tx, now
-from .citations import cite_saved_files
+from .citations import CitationStream, cite_saved_files, flush_text
 from .segment import Segment
 from .stopping import Stopped
 
@@ -86,6 +86,7 @@ async def open_message(store: Store, seg: Segment) -> None:
         await tx.insert("run_step", step)
         await tx.insert("message", message)
     seg.message, seg.message_step, seg.text = message, step, []
+    seg.citations = CitationStream(seg.sources) if seg.sources else None
     seg.sink.emit("thread.run.step.created", step)
     seg.sink.emit("thread.run.step.in_progress", step)
     seg.sink.emit("thread.message.created", message)
@@ -113,6 +114,7 @@ async def close_message(
     """Finish the open message and its step (in ``tx``, or a transaction of its own)."""
     message, step = seg.message, seg.message_step
     assert message is not None and step is not None
+    flush_text(seg)
     cite_saved_files(seg)
     t = now()
     message["content"] = message_content(seg)
@@ -128,7 +130,7 @@ async def close_message(
             tx = await stack.enter_async_context(store.tx())
         await tx.update("message", message)
         await tx.update("run_step", step)
-    seg.message = seg.message_step = None
+    seg.message = seg.message_step = seg.citations = None
     seg.images, seg.annotations = [], []
     seg.sink.emit(f"thread.message.{status}", message)
     seg.sink.emit("thread.run.step.completed", step)
@@ -287,6 +289,7 @@ async def end(
         if seg.message is not None and message is not None:
             await close_message(store, seg, *message, tx=tx)
         elif seg.message is not None:
+            flush_text(seg)
             seg.message["content"] = message_content(seg)
             await tx.update("message", seg.message)
         if not await finish(tx, run, status, seg.sink, error=error, reason=reason):

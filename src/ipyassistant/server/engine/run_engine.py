@@ -29,8 +29,10 @@ from ..models.base import (
     ToolCallDelta,
     Usage,
 )
+from ..models.search_results import CITING_NOTE
 from ..store import ACTIVE_RUN_STATUSES, Store, Tx, now
-from . import records, tool_calls
+from . import file_search, records, tool_calls
+from .citations import stream_text
 from .prompt import Context, Incomplete, build_request, user_image_files
 from .reaper import Reaper
 from .segment import Segment
@@ -48,8 +50,8 @@ class RunEngine:
     request: one from creation until the run ends or stops at ``requires_action``, and one
     after each ``submit_tool_outputs``. A segment loops: build the prompt from the thread,
     stream the model, record a ``message_creation`` step for text and a ``tool_calls`` step
-    for tool calls, run code-interpreter calls here (with :attr:`code_runner`) and hand
-    function calls to the client.
+    for tool calls, run code-interpreter calls (with :attr:`code_runner`) and file-search
+    calls (with :attr:`file_searcher`) here and hand function calls to the client.
 
     Every change to a run is a conditional UPDATE on the status the engine last saw, so a
     ``cancelling`` written by another request (or another process) is never overwritten; the
@@ -70,6 +72,10 @@ class RunEngine:
         self.worker_id = f"worker_{uuid.uuid4().hex[:16]}"
         #: Runs code-interpreter calls; without one, the code interpreter is not offered.
         self.code_runner: CodeRunner | None = None
+        #: Searches vector stores for file-search calls.
+        self.file_searcher: file_search.FileSearcher = file_search.IndexSearcher(store)
+        #: How long a search waits for the thread's files still being indexed.
+        self.index_wait_seconds = 30.0
         self._runs = RunTasks()
         self._reaper = Reaper(store, config, self.worker_id, self._runs)
 
@@ -98,9 +104,19 @@ class RunEngine:
     # -- starting, cancelling, continuing -------------------------------------------------
 
     def launch(
-        self, run: dict[str, Any], sink: EventSink, prelude: list[tuple[str, dict[str, Any]]]
+        self,
+        run: dict[str, Any],
+        sink: EventSink,
+        prelude: list[tuple[str, dict[str, Any]]],
+        *,
+        include_content: bool = False,
     ) -> None:
-        """Execute ``run`` (already saved as ``queued``) in a task; events go to ``sink``."""
+        """Execute ``run`` (already saved as ``queued``) in a task; events go to ``sink``.
+
+        The steps' search results come with their chunks only with ``include_content``.
+        """
+        if not include_content:
+            sink = file_search.WithoutContent(sink)
         for event, data in prelude:
             sink.emit(event, data)
         task = asyncio.create_task(self._execute(Segment(run, sink)), name=f"run {run['id']}")
@@ -198,7 +214,7 @@ class RunEngine:
             if not await tx.update_run({**run, **changes}, run["status"]):
                 raise Stopped
             run.update(changes)
-            context: Context | None = await self._load_context(tx, run)
+            context: Context | None = await self._load_context(tx, run, seg)
         seg.sink.emit("thread.run.in_progress", run)
         provider = resolve_model(run["model"])
         first_call = not run.get("usage")
@@ -206,7 +222,7 @@ class RunEngine:
             self._runs.check(run["id"])
             if context is None:
                 async with self.store.read() as tx:
-                    context = await self._load_context(tx, run)
+                    context = await self._load_context(tx, run, seg)
             request = build_request(
                 run,
                 context,
@@ -214,7 +230,9 @@ class RunEngine:
                 first_call=first_call,
                 code_interpreter=self._code_interpreter(run),
                 images=self._read_images(run, context),
+                file_search=file_search.enabled(run),
             )
+            seg.sources = file_search.sources(context.steps)
             if isinstance(request, Incomplete):
                 await records.end(self.store, seg, "incomplete", reason=request.reason)
                 return
@@ -228,6 +246,9 @@ class RunEngine:
             for call in code:
                 self._runs.check(run["id"])
                 await self._run_code(seg, step, call)
+            for call in (c for c in calls if c["type"] == "file_search"):
+                self._runs.check(run["id"])
+                await self._search(seg, step, call)
             if functions:
                 await records.require_action(
                     self.store, seg, step, functions, self.config.run_expiry_seconds
@@ -235,13 +256,18 @@ class RunEngine:
                 return
             await records.complete_step(self.store, seg, step)
 
-    async def _load_context(self, tx: Tx, run: dict[str, Any]) -> Context:
-        note = ""
+    async def _load_context(self, tx: Tx, run: dict[str, Any], seg: Segment) -> Context:
+        notes = []
         if self._code_interpreter(run):
             assert self.code_runner is not None
-            note = await self.code_runner.prepare(run, tx)
+            notes.append(await self.code_runner.prepare(run, tx))
+        if file_search.enabled(run):
+            notes.append(CITING_NOTE)
         return Context(
-            await tx.thread_messages(run["thread_id"]), await tx.run_steps(run["id"]), note
+            await tx.thread_messages(run["thread_id"]),
+            await tx.run_steps(run["id"]),
+            "\n\n".join(n for n in notes if n),
+            seg.search_notes,
         )
 
     def _read_images(self, run: dict[str, Any], context: Context) -> dict[str, bytes]:
@@ -265,6 +291,7 @@ class RunEngine:
         run = seg.run
         run_id = run["id"]
         code_interpreter = self._code_interpreter(run)
+        searches = file_search.enabled(run)
         calls: list[dict[str, Any]] = []
         step: dict[str, Any] | None = None
         finish = "stop"
@@ -284,19 +311,16 @@ class RunEngine:
                         if step is not None:
                             continue  # text after tool calls: the tool step comes first
                         await records.open_message(self.store, seg)
-                    assert seg.message is not None
-                    seg.text.append(event.text)
-                    seg.sink.emit(
-                        "thread.message.delta",
-                        objects.message_delta(seg.message["id"], 0, event.text),
-                    )
+                    stream_text(seg, event.text)
                 elif isinstance(event, ToolCallDelta):
                     if step is None:
                         if seg.message is not None:
                             await records.close_message(self.store, seg, "completed", None)
                         step = await records.open_tool_step(self.store, seg)
                         step["step_details"]["tool_calls"] = calls
-                    delta = tool_calls.accumulate(calls, event, code_interpreter=code_interpreter)
+                    delta = tool_calls.accumulate(
+                        calls, event, code_interpreter=code_interpreter, file_search=searches
+                    )
                     if delta is not None:
                         seg.sink.emit(
                             "thread.run.step.delta", objects.step_delta(step["id"], delta)
@@ -356,6 +380,35 @@ class RunEngine:
         )
         seg.images.extend(output.image_file_ids)
         seg.saved_files.extend(output.saved_files)
+        async with self.store.tx() as tx:
+            await tx.update("run_step", step)
+
+    async def _search(self, seg: Segment, step: dict[str, Any], call: dict[str, Any]) -> None:
+        # Cancellable like a model call: the wait for indexing can take a while.
+        note = await self._runs.interruptible_await(
+            seg.run["id"],
+            file_search.search(
+                self.store, self.file_searcher, seg.run, call, self.index_wait_seconds
+            ),
+        )
+        if note:
+            seg.search_notes[call["id"]] = note
+        found = call["file_search"]
+        index = step["step_details"]["tool_calls"].index(call)
+        seg.sink.emit(
+            "thread.run.step.delta",
+            objects.step_delta(
+                step["id"],
+                {
+                    "index": index,
+                    "type": "file_search",
+                    "file_search": {
+                        "ranking_options": found["ranking_options"],
+                        "results": found["results"],
+                    },
+                },
+            ),
+        )
         async with self.store.tx() as tx:
             await tx.update("run_step", step)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..events import EventSink
+
+if TYPE_CHECKING:
+    from .citations import CitationStream
 
 __all__ = ["Segment"]
 
@@ -28,3 +31,9 @@ class Segment:
     #: Files the code saved since the last message: cited by the next one (``file_path``).
     saved_files: list[tuple[str, str]] = field(default_factory=list)
     annotations: list[dict[str, Any]] = field(default_factory=list)
+    #: (file id, file name) of the run's search results, in the numbering of the markers
+    #: the model cites them with; and the open message's markers turning into citations.
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    citations: CitationStream | None = None
+    #: Why a search (by call id) found less than it could, told to the model with its results.
+    search_notes: dict[str, str] = field(default_factory=dict)

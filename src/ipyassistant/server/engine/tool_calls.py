@@ -1,8 +1,8 @@
 """Tool calls as plain data: streamed calls accumulated, finished calls and submitted outputs checked.
 
 A ``tool_calls`` step holds its calls as the API shows them: ``function`` calls (handed to
-the client) and ``code_interpreter`` calls (run on the server), whose ``input`` is decoded
-from the model's partial JSON arguments as they stream. Nothing here reads or writes the
+the client), ``code_interpreter`` calls and ``file_search`` calls (run on the server), whose
+``input`` (``query``) is decoded from the model's partial JSON arguments as they stream. Nothing here reads or writes the
 database or emits events: :func:`accumulate` returns the step delta for the engine to stream.
 """
 
@@ -12,21 +12,32 @@ import json
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..models.base import CODE_INTERPRETER_FUNCTION, ModelError, ToolCallDelta
+from ..models.base import (
+    CODE_INTERPRETER_FUNCTION,
+    FILE_SEARCH_FUNCTION,
+    ModelError,
+    ToolCallDelta,
+)
 from ..store import new_id
+from .file_search import decode_query
 
 __all__ = ["accumulate", "apply_outputs", "finish_call", "partial_code", "submitted_outputs"]
 
 
 def accumulate(
-    calls: list[dict[str, Any]], event: ToolCallDelta, *, code_interpreter: bool
+    calls: list[dict[str, Any]],
+    event: ToolCallDelta,
+    *,
+    code_interpreter: bool,
+    file_search: bool = False,
 ) -> dict[str, Any] | None:
     """Add one streamed piece of a tool call to ``calls``; returns the step delta to stream.
 
-    ``code_interpreter`` says whether a call of the code-interpreter function becomes a
-    ``code_interpreter`` call (else it is an ordinary ``function`` call, which
-    :func:`finish_call` rejects as unknown). Returns ``None`` when there is nothing new to show
-    (code arguments that do not yet decode to more code).
+    ``code_interpreter`` (``file_search``) says whether a call of the code-interpreter
+    (file-search) function becomes a ``code_interpreter`` (``file_search``) call; else it is
+    an ordinary ``function`` call, which :func:`finish_call` rejects as unknown. Returns
+    ``None`` when there is nothing new to show (arguments that do not yet decode to more code
+    or query).
     """
     while len(calls) <= event.index:
         calls.append(
@@ -50,8 +61,25 @@ def accumulate(
                 code_interpreter={"input": "", "outputs": []},
                 _arguments="",
             )
+        elif event.name == FILE_SEARCH_FUNCTION and file_search:
+            call_id = call["id"]
+            call.clear()
+            call.update(id=call_id, type="file_search", file_search={"query": ""}, _arguments="")
         else:
             call["function"]["name"] = event.name or ""
+    if call["type"] == "file_search":
+        before = call["file_search"]["query"]
+        call["_arguments"] += event.arguments
+        query = partial_code(call["_arguments"], "query")
+        call["file_search"]["query"] = query
+        piece = query[len(before) :] if query.startswith(before) else query
+        if not first and not piece:
+            return None
+        found: dict[str, Any] = {"query": piece} if piece else {}
+        search: dict[str, Any] = {"index": event.index, "type": "file_search", "file_search": found}
+        if first:
+            search["id"] = call["id"]
+        return search
     if call["type"] == "code_interpreter":
         before = call["code_interpreter"]["input"]
         call["_arguments"] += event.arguments
@@ -80,11 +108,14 @@ def accumulate(
 
 
 def finish_call(call: dict[str, Any], tools: list[dict[str, Any]]) -> None:
-    """Check a completed tool call against the run's ``tools``; decode a code call's input.
+    """Check a completed tool call against the run's ``tools``; decode its code or query.
 
-    Raises :class:`ModelError` (the run fails) for invalid code arguments or an unknown
-    function.
+    Raises :class:`ModelError` (the run fails) for invalid code or search arguments or an
+    unknown function.
     """
+    if call["type"] == "file_search":
+        call["file_search"]["query"] = decode_query(call.pop("_arguments"))
+        return
     if call["type"] == "code_interpreter":
         arguments = call.pop("_arguments")
         try:
@@ -102,9 +133,9 @@ def finish_call(call: dict[str, Any], tools: list[dict[str, Any]]) -> None:
         )
 
 
-def partial_code(arguments: str) -> str:
-    """The ``code`` string of partial JSON arguments ``{"code": "...`` decoded so far."""
-    key = arguments.find('"code"')
+def partial_code(arguments: str, name: str = "code") -> str:
+    """The ``code`` (or ``name``) string of partial JSON arguments ``{"code": "...`` so far."""
+    key = arguments.find(f'"{name}"')
     if key < 0:
         return ""
     start = arguments.find('"', arguments.find(":", key) + 1)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 __all__ = [
     "CODE_INTERPRETER_FUNCTION",
+    "FILE_SEARCH_FUNCTION",
     "ChatMessage",
     "Finish",
     "FunctionSpec",
@@ -33,6 +34,8 @@ __all__ = [
 
 #: The name under which chat models see the code interpreter: a function ``python(code)``.
 CODE_INTERPRETER_FUNCTION = "python"
+#: The name under which chat models see file search: a function ``file_search(query)``.
+FILE_SEARCH_FUNCTION = "file_search"
 
 
 class ModelError(Exception):

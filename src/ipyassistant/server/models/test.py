@@ -5,16 +5,20 @@ It reads the last user message, one directive a line:
 - ``/call NAME {json}``: call function tool NAME with these arguments (several lines: parallel
   calls; the JSON is optional and defaults to ``{}``).
 - a fenced ```` ```python ```` block, when the code interpreter is enabled: run that code.
+- ``/search QUERY``: search the files for QUERY (the ``file_search`` tool).
 - ``/stream N``: reply with N chunks ``"0 "``, ``"1 "``, … (one token each).
 - ``/instructions``: reply with the exact instructions (system prompt) it received.
 - ``/fail TEXT``: fail the run with TEXT as ``server_error``; ``/fail rate_limit TEXT`` fails it
   as ``rate_limit_exceeded``.
 - ``/sleep SECONDS``: wait, then act on the rest of the message.
 
-Without directives it calls every function tool that ``tool_choice`` allows, once, with small
-valid arguments generated from the tool's JSON schema (``0``, ``"a"``, ``false``, the first
-enum value, one list item); with no tools it replies ``echo: <message>`` word by word. Right
-after tool results it replies ``Tool results:`` and one line ``- NAME: OUTPUT`` per result.
+Without directives, with file search enabled, it searches with the message as the query;
+else it calls every function tool that ``tool_choice`` allows, once, with small valid
+arguments generated from the tool's JSON schema (``0``, ``"a"``, ``false``, the first enum
+value, one list item); with no tools it replies ``echo: <message>`` word by word. Right after
+a search that found something it replies ``From FILE_NAME: "<first sentence of the top
+chunk>"`` and cites the quote (its double quotes made single); right after other tool results
+it replies ``Tool results:`` and one line ``- NAME: OUTPUT`` per result.
 With a ``json_schema`` response format it replies with JSON generated from the schema, with
 ``json_object`` it replies ``{"echo": "<message>"}``.
 
@@ -33,6 +37,7 @@ from typing import Any
 
 from .base import (
     CODE_INTERPRETER_FUNCTION,
+    FILE_SEARCH_FUNCTION,
     ChatMessage,
     ModelError,
     ModelEvent,
@@ -41,18 +46,21 @@ from .base import (
 )
 from .registry import ModelRef, ProviderFactory
 from .scripted import Call, ReplyItem, as_async, reply_events
+from .search_results import marker, parse_results
 
 __all__ = ["FACTORY", "TestModel", "example_from_schema"]
 
-_DIRECTIVE = re.compile(r"^/(call|stream|instructions|fail|sleep)\b[ \t]*(.*)$")
+_DIRECTIVE = re.compile(r"^/(call|search|stream|instructions|fail|sleep)\b[ \t]*(.*)$")
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL)
 _WORDS = re.compile(r"\s*\S+")
+_SENTENCE = re.compile(r"(.+?[.!?])(?=\s|$)")
 _DEFAULT_CODE = 'print("hello from the test model")'
 
 
 @dataclass
 class _Directives:
     calls: list[tuple[str, str]] = field(default_factory=list)
+    search: str | None = None
     stream: int | None = None
     instructions: bool = False
     fail: str | None = None
@@ -87,6 +95,10 @@ def _parse(message: str) -> _Directives:
                     f"test model: the arguments of /call {fn} are not JSON: {exc}"
                 ) from None
             found.calls.append((fn, args))
+        elif name == "search":
+            if not arg:
+                raise ModelError("test model: /search needs a query: /search QUERY")
+            found.search = arg
         elif name == "stream":
             try:
                 found.stream = int(arg)
@@ -178,7 +190,7 @@ class TestModel(ModelProvider):
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         tail = _tool_results(request.messages)
         if tail:
-            chunks = _words("Tool results:\n" + "\n".join(f"- {name}: {out}" for name, out in tail))
+            chunks = _words(_quote_search(tail) or _describe_results(tail))
             calls: list[tuple[str, str]] = []
         else:
             chunks, calls = await self._respond(request, _last_user_text(request.messages))
@@ -217,12 +229,25 @@ class TestModel(ModelProvider):
             return [], calls
         if d.code is not None and CODE_INTERPRETER_FUNCTION in allowed:
             return [], [(CODE_INTERPRETER_FUNCTION, json.dumps({"code": d.code}))]
+        if d.search is not None:
+            if FILE_SEARCH_FUNCTION not in allowed:
+                raise ModelError(
+                    "test model: /search needs the file_search tool, which this run does not allow"
+                )
+            return [], [(FILE_SEARCH_FUNCTION, json.dumps({"query": d.search}))]
         if d.instructions:
             return [request.instructions], []
         if d.stream is not None:
             return [f"{i} " for i in range(d.stream)], []
+        if FILE_SEARCH_FUNCTION in allowed:
+            query = d.text or message.strip()
+            return [], [(FILE_SEARCH_FUNCTION, json.dumps({"query": query}))]
 
-        functions = [t for t in allowed.values() if t.name != CODE_INTERPRETER_FUNCTION]
+        functions = [
+            t
+            for t in allowed.values()
+            if t.name not in (CODE_INTERPRETER_FUNCTION, FILE_SEARCH_FUNCTION)
+        ]
         if forced and not functions and CODE_INTERPRETER_FUNCTION in allowed:
             return [], [(CODE_INTERPRETER_FUNCTION, json.dumps({"code": _DEFAULT_CODE}))]
         if functions:
@@ -237,6 +262,23 @@ class TestModel(ModelProvider):
         if fmt == "json_object":
             return _words(json.dumps({"echo": text})), []
         return _words(f"echo: {text}"), []
+
+
+def _describe_results(results: list[tuple[str, str]]) -> str:
+    return "Tool results:\n" + "\n".join(f"- {name}: {out}" for name, out in results)
+
+
+def _quote_search(results: list[tuple[str, str]]) -> str:
+    """The reply quoting the top result of the first search that found something, or ``""``."""
+    for name, output in results:
+        found = parse_results(output) if name == FILE_SEARCH_FUNCTION else []
+        if found:
+            top = found[0]
+            flat = " ".join(top.text.split()).replace('"', "'")
+            sentence = _SENTENCE.match(flat)
+            quote = sentence.group(1) if sentence else flat
+            return f'From {top.file_name}: "{quote}"{marker(top.number, top.file_name)}'
+    return ""
 
 
 def _words(text: str) -> list[str]:

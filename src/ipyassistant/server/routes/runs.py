@@ -7,17 +7,20 @@ the caller when asked).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from .. import db, objects, vector_stores
+from ..engine.file_search import INCLUDE_CONTENT, without_content
 from ..errors import InvalidRequest, NotFound
 from ..events import NO_EVENTS, EventStream
 from ..models import check_model
 from ..schemas import CreateRun, CreateThread, CreateThreadAndRun, ModifyMetadata, SubmitToolOutputs
-from ..store import Tx, now
+from ..store import PageKeys, Store, Tx, now
 from .common import (
     Page,
     check_files,
@@ -49,14 +52,50 @@ def _check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
             param="tool_choice",
             code="invalid_value",
         )
-    if choice["type"] == "code_interpreter" and not any(
-        t["type"] == "code_interpreter" for t in tools
-    ):
+    builtin = {"code_interpreter": "the code interpreter", "file_search": "file search"}
+    kind = choice["type"]
+    if kind in builtin and not any(t["type"] == kind for t in tools):
         raise InvalidRequest(
-            "tool_choice requires the code interpreter, which the run does not have.",
+            f"tool_choice requires {builtin[kind]}, which the run does not have.",
             param="tool_choice",
             code="invalid_value",
         )
+
+
+def _include_content(request: Request) -> bool:
+    """Whether the request's ``include[]`` asks for the search results' chunks."""
+    include = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+    for value in include:
+        if value != INCLUDE_CONTENT:
+            raise InvalidRequest(
+                f"include[] cannot include {value!r}; the one value accepted is {INCLUDE_CONTENT!r}.",
+                param="include[]",
+                code="invalid_value",
+            )
+    return bool(include)
+
+
+#: ``include[]=step_details.tool_calls[*].file_search.results[*].content``, as a parameter.
+IncludeContent = Annotated[bool, Depends(_include_content)]
+
+
+async def _steps_page(store: Store, keys: PageKeys) -> dict[str, Any]:
+    """A page of steps without their search results' chunks (decoded, unlike other lists)."""
+    table = db.run_steps
+    query = (
+        sa.select(table.c.data)
+        .where(table.c.seq.in_(keys.seqs))
+        .order_by(table.c.seq.desc() if keys.descending else table.c.seq.asc())
+    )
+    async with store.read() as tx:
+        steps = [without_content(dict(row[0])) for row in await tx.conn.execute(query)]
+    return {
+        "object": "list",
+        "data": steps,
+        "first_id": steps[0]["id"] if steps else "",
+        "last_id": steps[-1]["id"] if steps else "",
+        "has_more": keys.has_more,
+    }
 
 
 def router(server: Server) -> APIRouter:
@@ -101,7 +140,11 @@ def router(server: Server) -> APIRouter:
         return run
 
     def start(
-        run: dict[str, Any], stream: bool | None, thread: dict[str, Any] | None = None
+        run: dict[str, Any],
+        stream: bool | None,
+        thread: dict[str, Any] | None = None,
+        *,
+        include_content: bool = False,
     ) -> Any:
         """Launch ``run``; a stream starts with the new ``thread`` (create-and-run), then the run."""
         prelude = [("thread.created", thread)] if thread is not None else []
@@ -111,15 +154,15 @@ def router(server: Server) -> APIRouter:
             engine.launch(run, NO_EVENTS, [])
             return run
         events = EventStream()
-        engine.launch(run, events, prelude)
+        engine.launch(run, events, prelude, include_content=include_content)
         return sse(events)
 
     @routes.post("/threads/{thread_id}/runs")
-    async def create_run(thread_id: str, body: CreateRun) -> Any:
+    async def create_run(thread_id: str, body: CreateRun, include: IncludeContent) -> Any:
         async with store.tx() as tx:
             await tx.get("thread", thread_id)
             run = await insert_run(tx, thread_id, body)
-        return start(run, body.stream)
+        return start(run, body.stream, include_content=include)
 
     @routes.post("/threads/runs")
     async def create_thread_and_run(body: CreateThreadAndRun) -> Any:
@@ -168,18 +211,25 @@ def router(server: Server) -> APIRouter:
     # -- steps ---------------------------------------------------------------------------
 
     @routes.get("/threads/{thread_id}/runs/{run_id}/steps")
-    async def list_steps(thread_id: str, run_id: str, page: Page) -> Response:
+    async def list_steps(
+        thread_id: str, run_id: str, page: Page, include: IncludeContent
+    ) -> Response:
         async with store.read() as tx:
             await get_own(tx, "run", run_id, thread_id)
             keys = await tx.page_keys("run_step", page, where=[db.run_steps.c.run_id == run_id])
-        return listing(store, keys)
+        if include:
+            return listing(store, keys)
+        body = json.dumps(await _steps_page(store, keys), ensure_ascii=False)
+        return Response(body, media_type="application/json")
 
     @routes.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
-    async def get_step(thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
+    async def get_step(
+        thread_id: str, run_id: str, step_id: str, include: IncludeContent
+    ) -> dict[str, Any]:
         async with store.read() as tx:
             step = await get_own(tx, "run_step", step_id, thread_id)
         if step["run_id"] != run_id:
             raise NotFound.of("run step", step_id)
-        return step
+        return step if include else without_content(step)
 
     return routes
