@@ -86,7 +86,7 @@ vector_store_files = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     _id("batch_id", nullable=True),
     _id("worker_id", nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("vector_store_id", "id", name="uq_vector_store_files_store_file"),
     sa.Index("ix_vector_store_files_status", "status"),
