@@ -10,9 +10,11 @@ import copy
 import json
 from typing import Any
 
+from jupyter_helpers import FIXTURES
+from record_fixtures import fold as fold_recording
 from test_transcript import assert_inert
 
-from ipyassistant.jupyter.sources import cite, with_markers
+from ipyassistant.jupyter.sources import cite, excerpt, with_markers
 from ipyassistant.jupyter.transcript import transcript_html
 from ipyassistant.jupyter.view_state import apply_ops, empty_state, reduce
 from ipyassistant.jupyter.view_types import Citation, ViewState
@@ -111,6 +113,37 @@ def conversation(content: bool = True) -> list[dict[str, Any]]:
         {"event": "thread.message.delta", "data": delta("", [CITED])},
         {"event": "thread.message.completed", "data": message("completed", REPLY, [CITED])},
     ]
+
+
+QUESTION = {
+    "id": "msg_0",
+    "object": "thread.message",
+    "run_id": None,
+    "role": "user",
+    "status": "completed",
+    "content": [{"type": "text", "text": {"value": "When does the harbour open?", "annotations": []}}],
+}
+
+
+def recording() -> dict[str, Any]:
+    """:func:`conversation` as a recording of tests/jupyter/fixtures (tests/js replays it)."""
+    events = conversation()
+    return {
+        "name": "file_search",
+        "description": "Synthesized: a file search step, then a reply citing one of its chunks.",
+        "messages": [QUESTION],
+        "streams": [{"events": events, "times": [0.01 * n for n in range(len(events))]}],
+        "files": {},
+    }
+
+
+def write_fixtures() -> None:
+    """Write file_search.json and its ops (``python tests/jupyter/test_file_search_views.py``)."""
+    fixture = recording()
+    (FIXTURES / "file_search.json").write_text(json.dumps(fixture, ensure_ascii=False) + "\n")
+    batches, final = fold_recording(fixture)
+    ops = {"batches": batches, "final": final}
+    (FIXTURES / "file_search.ops.json").write_text(json.dumps(ops, ensure_ascii=False) + "\n")
 
 
 def fold(events: list[dict[str, Any]]) -> tuple[ViewState, list[Any]]:
@@ -244,3 +277,24 @@ def test_a_marker_in_code_stays_plain_text() -> None:
     state, _ = fold([{"event": "thread.message.completed", "data": message("completed", text, [citation])}])
     html = transcript_html(state)
     assert "<code>code [1]</code>" in html
+
+
+def test_a_long_chunk_is_quoted_around_the_cited_words() -> None:
+    chunk = "a" * 1000 + " the words " + "b" * 1000
+    quoted = excerpt(chunk, "the words", limit=100)
+    assert quoted.startswith("…") and quoted.endswith("…") and "the words" in quoted
+    assert len(quoted) == 102
+    assert excerpt(chunk, "missing", limit=10) == "a" * 10 + "…"
+    assert excerpt("short", "x") == "short"
+
+
+def test_the_typescript_fixture_is_what_the_reducer_makes_of_this_conversation() -> None:
+    """tests/js/file_search.test.ts replays it; write it again with ``write_fixtures``."""
+    assert json.loads((FIXTURES / "file_search.json").read_text()) == recording()
+    batches, final = fold_recording(recording())
+    saved = json.loads((FIXTURES / "file_search.ops.json").read_text())
+    assert saved == {"batches": batches, "final": final}
+
+
+if __name__ == "__main__":
+    write_fixtures()

@@ -7,8 +7,8 @@ sources list under the message names each number's file and shows what it quotes
 - the file's name: the citation's own ``file_name`` (a thread's history looks it up), else the
   name a ``file_search`` result of the state gives that file, else its id;
 - the quote: the chunk a ``file_search`` result of the same run found in that file (the one
-  containing the cited words when there are several), when the run asked for the results'
-  content; else the annotation's text, unless that is only a marker the model wrote
+  containing the cited words when there are several; at most :data:`QUOTE_LIMIT` characters
+  of it, around those words), when the run asked for the results' content; else the annotation's text, unless that is only a marker the model wrote
   (``【4:0†notes.md】``), which quotes nothing.
 
 In the text, a citation whose span is such a marker is replaced by its number; any other span
@@ -22,7 +22,10 @@ from dataclasses import dataclass
 
 from .view_types import Citation, FileSearchItem, MessageItem, SearchResult, ViewState
 
-__all__ = ["Cited", "Source", "cite", "is_marker", "with_markers"]
+__all__ = ["QUOTE_LIMIT", "Cited", "Source", "cite", "excerpt", "is_marker", "with_markers"]
+
+#: The most characters of a found chunk a source quotes (the search step shows it whole).
+QUOTE_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,22 @@ def _searches(state: ViewState) -> list[FileSearchItem]:
     return [item for item in state["items"] if item["kind"] == "file_search"]
 
 
+def excerpt(quote: str, words: str, limit: int = QUOTE_LIMIT) -> str:
+    """At most ``limit`` characters of ``quote`` (and ellipses), around ``words`` if it has them."""
+    if len(quote) <= limit:
+        return quote
+    at = quote.find(words) if words else -1
+    start = 0 if at < 0 else max(0, min(at - limit // 4, len(quote) - limit))
+    end = start + limit
+    return ("…" if start > 0 else "") + quote[start:end] + ("…" if end < len(quote) else "")
+
+
 def _quote(citation: Citation, results: Sequence[SearchResult]) -> str | None:
     chunks = [r["content"] for r in results if r["file_id"] == citation["file_id"] and r["content"]]
     words = "" if is_marker(citation["text"]) else citation["text"].strip().strip('"“”')
     if chunks:
-        return next((chunk for chunk in chunks if words and words in chunk), chunks[0])
+        chunk = next((chunk for chunk in chunks if words and words in chunk), chunks[0])
+        return excerpt(chunk, words)
     return words or None
 
 
