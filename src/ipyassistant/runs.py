@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import openai
 from openai import AssistantEventHandler, AsyncAssistantEventHandler
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["SEARCH_RESULTS_CONTENT", "TERMINAL_STATUSES", "Run"]
 
 #: What a run with file search asks to ``include``: the text of the chunks its searches found.
-SEARCH_RESULTS_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+SEARCH_RESULTS_CONTENT: Final = "step_details.tool_calls[*].file_search.results[*].content"
 
 #: How long a cancelled run may take to reach ``cancelled`` before we stop waiting.
 CANCEL_DEADLINE_SECONDS = 30.0

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 
+import { ChatState } from "../../js/chat_state";
+import { ChatView } from "../../js/chat_view";
 import { makeContext, RunRenderer } from "../../js/render";
 import { cite, excerpt, isMarker, withMarkers } from "../../js/sources";
 import { applyOps, emptyState, noChanges, type Citation, type MessageItem, type ViewState } from "../../js/view_state";
@@ -143,5 +145,20 @@ describe("citations", () => {
     expect(quoted.startsWith("…") && quoted.endsWith("…") && quoted.includes("the words")).toBe(true);
     expect(quoted.length).toBe(102);
     expect(excerpt(chunk, "missing", 10)).toBe(`${"a".repeat(10)}…`);
+  });
+});
+
+describe("the chat's file picker", () => {
+  it("says what the attached files are for", () => {
+    const host = document.createElement("div");
+    const actions = { send: () => undefined, stop: () => undefined };
+    const view = new ChatView(host, new ChatState(emptyState(), []), actions, {
+      attachments: true,
+      attachTitle: "Attach files to search",
+    });
+    expect(view.attachButton.title).toBe("Attach files to search");
+    view.setAttachTitle("Attach files to search and for the code interpreter");
+    expect(view.attachButton.title).toBe("Attach files to search and for the code interpreter");
+    view.dispose();
   });
 });
