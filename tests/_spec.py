@@ -30,6 +30,13 @@ _OBJECT_SCHEMAS = {
     "thread.run.step": "RunStepObject",
     "thread.run.step.delta": "RunStepDeltaObject",
     "file": "OpenAIFile",
+    "vector_store": "VectorStoreObject",
+    "vector_store.deleted": "DeleteVectorStoreResponse",
+    "vector_store.file": "VectorStoreFileObject",
+    "vector_store.file.deleted": "DeleteVectorStoreFileResponse",
+    "vector_store.files_batch": "VectorStoreFileBatchObject",
+    "vector_store.search_results.page": "VectorStoreSearchResultsPage",
+    "vector_store.file_content.page": "VectorStoreFileContentResponse",
 }
 _LIST_SCHEMAS = {
     "assistant": "ListAssistantsResponse",
@@ -37,6 +44,8 @@ _LIST_SCHEMAS = {
     "thread.run": "ListRunsResponse",
     "thread.run.step": "ListRunStepsResponse",
     "file": "ListFilesResponse",
+    "vector_store": "ListVectorStoresResponse",
+    "vector_store.file": "ListVectorStoreFilesResponse",
 }
 
 

@@ -303,22 +303,32 @@ def test_an_unknown_model_is_a_400_that_lists_the_available_ones(client, assista
     assert client.beta.threads.runs.list(thread.id).data == []
 
 
-def test_the_file_search_tool_is_refused(client, assistant):
-    with pytest.raises(openai.BadRequestError) as exc:
-        client.beta.assistants.create(model="test", tools=[{"type": "file_search"}])
-    assert "file_search" in sdk_error(exc, 400, param="tools[0]")["message"]
-    with pytest.raises(openai.BadRequestError) as exc:
-        client.beta.assistants.update(
-            assistant.id, tools=[{"type": "code_interpreter"}, {"type": "file_search"}]
+def test_the_file_search_tool_is_accepted_but_unknown_vector_stores_are_404s(client, assistant):
+    created = client.beta.assistants.create(model="test", tools=[{"type": "file_search"}])
+    assert [t.type for t in created.tools] == ["file_search"]
+    updated = client.beta.assistants.update(
+        assistant.id, tools=[{"type": "code_interpreter"}, {"type": "file_search"}]
+    )
+    assert [t.type for t in updated.tools] == ["code_interpreter", "file_search"]
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.beta.assistants.create(
+            model="test",
+            tools=[{"type": "file_search"}],
+            tool_resources={"file_search": {"vector_store_ids": ["vs_nope"]}},
         )
-    sdk_error(exc, 400, param="tools[1]")
-    assert client.beta.assistants.retrieve(assistant.id).tools == []
+    assert "vs_nope" in sdk_error(
+        exc, 404, param="tool_resources.file_search.vector_store_ids[0]"
+    )["message"]
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.beta.threads.create(tool_resources={"file_search": {"vector_store_ids": ["vs_nope"]}})
+    sdk_error(exc, 404, param="tool_resources.file_search.vector_store_ids[0]")
     thread = client.beta.threads.create()
-    with pytest.raises(openai.BadRequestError) as exc:
-        client.beta.threads.runs.create(
-            thread.id, assistant_id=assistant.id, tools=[{"type": "file_search"}]
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.beta.threads.update(
+            thread.id, tool_resources={"file_search": {"vector_store_ids": ["vs_nope"]}}
         )
-    sdk_error(exc, 400, param="tools[0]")
+    sdk_error(exc, 404, param="tool_resources.file_search.vector_store_ids[0]")
+    assert client.beta.threads.retrieve(thread.id).tool_resources.file_search is None
 
 
 def test_duplicate_function_names_are_refused(client):
@@ -482,7 +492,7 @@ def test_unknown_urls_are_404s(http):
         ("GET", "/nope"),
         ("POST", "/threads/thread_x/nope"),
         ("GET", "/assistants/asst_x/extra/parts"),
-        ("GET", "/vector_stores"),
+        ("GET", "/vector_stores/vs_x/nope"),
     ]:
         error = error_of(http.request(method, path), 404)
         assert path in error["message"]

@@ -46,6 +46,15 @@ ROOTS = (
     "RunStepDeltaObject",
     "RunStepObject",
     "ThreadObject",
+    "DeleteVectorStoreFileResponse",
+    "DeleteVectorStoreResponse",
+    "ListVectorStoreFilesResponse",
+    "ListVectorStoresResponse",
+    "VectorStoreFileBatchObject",
+    "VectorStoreFileContentResponse",
+    "VectorStoreFileObject",
+    "VectorStoreObject",
+    "VectorStoreSearchResultsPage",
 )
 
 #: The operations the server implements (the routes of ``ipyassistant.server.app``).
@@ -66,6 +75,16 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "/files": ("get", "post"),
     "/files/{file_id}": ("get", "delete"),
     "/files/{file_id}/content": ("get",),
+    "/vector_stores": ("get", "post"),
+    "/vector_stores/{vector_store_id}": ("get", "post", "delete"),
+    "/vector_stores/{vector_store_id}/file_batches": ("post",),
+    "/vector_stores/{vector_store_id}/file_batches/{batch_id}": ("get",),
+    "/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel": ("post",),
+    "/vector_stores/{vector_store_id}/file_batches/{batch_id}/files": ("get",),
+    "/vector_stores/{vector_store_id}/files": ("get", "post"),
+    "/vector_stores/{vector_store_id}/files/{file_id}": ("get", "post", "delete"),
+    "/vector_stores/{vector_store_id}/files/{file_id}/content": ("get",),
+    "/vector_stores/{vector_store_id}/search": ("post",),
 }
 #: What an operation keeps besides its parameters, body and responses.
 _OPERATION_KEYS = ("operationId", "parameters", "requestBody", "responses", "security")

@@ -1,7 +1,7 @@
 """The HTTP API: the OpenAI Assistants API v2 under ``/v1``, as a FastAPI app.
 
 This module builds the app: the objects shared by its requests (:class:`Server`: store, files,
-run engine, code interpreter), their lifespan, the middleware and the error handlers. The
+run engine, indexer, code interpreter), their lifespan, the middleware and the error handlers. The
 routes are in :mod:`.routes`, one module a resource.
 
 Routes validate, then write in one transaction; runs are handed to the :class:`RunEngine`.
@@ -29,6 +29,7 @@ from .errors import APIError, AuthenticationError
 from .files import FileStore
 from .middleware import BodyLimit, BodyTooLarge, ErrorBoundary, too_large_body
 from .models import close_providers
+from .retrieval.indexer import Indexer
 from .routes import api_router
 from .store import Store
 from .validation import invalid_request
@@ -46,14 +47,18 @@ class Server:
         self.engine = RunEngine(self.store, self.files, config)
         self.code_interpreter = CodeInterpreter(config, self.files, self.store)
         self.engine.code_runner = self.code_interpreter
+        # The files of vector stores are indexed under the engine's worker id and heartbeat.
+        self.indexer = Indexer(self.store, self.files, config, self.engine.worker_id)
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.engine.start()
+        self.indexer.start()
         await self.code_interpreter.start()  # the warm pool fills in the background
 
     async def stop(self) -> None:
         try:
+            await self.indexer.stop()
             await self.engine.stop()
         finally:
             # After the runs have stopped: no kernel process outlives the server.

@@ -49,6 +49,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="the Bearer key clients must send (IPYASSISTANT_API_KEY); required unless bound to loopback, where a random one is made",
     )
     parser.add_argument(
+        "--code-sandbox",
+        choices=["auto", "bwrap", "none"],
+        default=env("IPYASSISTANT_CODE_SANDBOX") or "auto",
+        help="confine the code interpreter's kernels with bubblewrap, or not "
+        "(IPYASSISTANT_CODE_SANDBOX; default auto: bwrap when it works here)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.set_defaults(handler=serve)
@@ -69,6 +76,30 @@ def _is_loopback(host: str) -> bool:
             return False
 
 
+def _code_sandbox(asked: str) -> str | None:
+    """The sandbox the code interpreter uses; None (after saying why) when ``bwrap`` cannot run."""
+    from .sandbox import bwrap_problem, unavailable
+
+    problem = bwrap_problem() if asked in ("auto", "bwrap") else None
+    if asked == "auto":
+        if problem is None:
+            return "bwrap"
+        print(
+            f"warning: the code interpreter runs unconfined ({problem}); install bubblewrap "
+            "to confine it, or set IPYASSISTANT_CODE_SANDBOX=none to silence this.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return "none"
+    if asked not in ("bwrap", "none"):
+        print(f"error: the code sandbox must be auto, bwrap or none, not {asked!r}", file=sys.stderr)
+        return None
+    if problem is not None:
+        print(f"error: {unavailable(problem)}", file=sys.stderr)
+        return None
+    return asked
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -76,8 +107,14 @@ def serve(args: argparse.Namespace) -> int:
     from .config import ServerConfig
     from .embedded import DrainingServer
 
+    sandbox = _code_sandbox(args.code_sandbox)
+    if sandbox is None:
+        return 2
     config = ServerConfig.from_env(
-        data_dir=args.data_dir, database_url=args.database_url, api_key=args.api_key
+        data_dir=args.data_dir,
+        database_url=args.database_url,
+        api_key=args.api_key,
+        code_sandbox=sandbox,
     )
     if not config.api_key:
         if not _is_loopback(args.host):
@@ -91,6 +128,7 @@ def serve(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             database_url=args.database_url,
             api_key=secrets.token_urlsafe(24),
+            code_sandbox=sandbox,
         )
         print(
             f"No API key given; clients must send this one: {config.api_key}",
@@ -98,7 +136,8 @@ def serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     print(
-        f"Assistants API at http://{args.host}:{args.port}/v1 (data: {config.data_dir})",
+        f"Assistants API at http://{args.host}:{args.port}/v1 (data: {config.data_dir}; "
+        f"code sandbox: {config.code_sandbox})",
         file=sys.stderr,
         flush=True,
     )

@@ -18,8 +18,8 @@ Stdout, stderr, results and tracebacks (ANSI colours stripped) become one ``logs
 in the middle beyond ``code_output_chars`` characters. The model gets the logs and the
 references to images and files as the tool result.
 
-The kernel is a separate process with resource limits, not a security sandbox: see
-:mod:`.kernels`.
+Unless ``code_sandbox`` is ``bwrap`` (see :mod:`.sandbox`), the kernel is a separate process
+with resource limits, not a security sandbox: see :mod:`.kernels`.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ class CodeInterpreter:
             idle_seconds=config.code_kernel_ttl_seconds,
             warm=config.code_warm_kernels,
             interrupt_grace=config.code_interrupt_grace_seconds,
+            sandbox=config.code_sandbox,
+            network=config.code_network,
+            hidden=config.private_dirs,
         )
         self._spaces: dict[str, _Workspace] = {}
 

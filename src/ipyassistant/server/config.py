@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import platformdirs
 
-__all__ = ["ServerConfig", "default_data_dir"]
+__all__ = ["ServerConfig", "default_data_dir", "sandbox_setting"]
 
 _Number = TypeVar("_Number", int, float)
 
@@ -20,6 +20,21 @@ def default_data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_data_dir("ipyassistant", appauthor=False))
+
+
+def sandbox_setting() -> Literal["none", "bwrap"] | None:
+    """``IPYASSISTANT_CODE_SANDBOX`` (``bwrap`` or ``none``); None when unset or empty."""
+    value = os.environ.get("IPYASSISTANT_CODE_SANDBOX", "").strip().lower()
+    if not value:
+        return None
+    if value not in ("none", "bwrap"):
+        raise ValueError(f"IPYASSISTANT_CODE_SANDBOX must be bwrap or none, got {value!r}")
+    return "bwrap" if value == "bwrap" else "none"
+
+
+def _env_flag(name: str) -> bool:
+    """The variable ``name`` as a yes/no: ``1``, ``true``, ``yes`` or ``on`` are yes."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _env_number(name: str, default: _Number) -> _Number:
@@ -75,6 +90,12 @@ class ServerConfig:
     code_kernel_ttl_seconds: float = 3600.0
     #: Kernels kept started ahead of need, so a thread's first execution does not wait.
     code_warm_kernels: int = 1
+    #: ``bwrap``: kernels confined by bubblewrap (see server/sandbox.py); ``none``: not. Off by
+    #: default (the embedded server's code runs as the notebook's user anyway); ``ipyassistant
+    #: serve`` turns it on when bubblewrap works.
+    code_sandbox: Literal["none", "bwrap"] = "none"
+    #: Whether sandboxed kernels reach the network (unsandboxed ones always do).
+    code_network: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
@@ -96,6 +117,8 @@ class ServerConfig:
             code_max_kernels=_env_number("IPYASSISTANT_CODE_MAX_KERNELS", 8),
             code_kernel_ttl_seconds=_env_number("IPYASSISTANT_CODE_KERNEL_TTL", 3600.0),
             code_warm_kernels=_env_number("IPYASSISTANT_CODE_WARM_KERNELS", 1),
+            code_sandbox=sandbox_setting() or "none",
+            code_network=_env_flag("IPYASSISTANT_CODE_NETWORK"),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:
@@ -116,3 +139,19 @@ class ServerConfig:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'ipyassistant.sqlite3'}"
+
+    @property
+    def private_dirs(self) -> list[Path]:
+        """What sandboxed code must not see: the data directory, and the folder of a SQLite
+        database kept outside it."""
+        dirs = [self.data_dir]
+        url = self.resolved_database_url
+        if url.startswith("sqlite"):
+            from sqlalchemy.engine import make_url  # only the server needs SQLAlchemy
+
+            database = make_url(url).database
+            if database and database != ":memory:":
+                folder = Path(database).expanduser().resolve().parent
+                if not folder.is_relative_to(self.data_dir.resolve()):
+                    dirs.append(folder)
+        return dirs

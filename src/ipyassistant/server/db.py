@@ -74,7 +74,8 @@ vector_stores = _object_table(
 )
 
 # A file in a vector store. Its id is the file's id, so it is unique only within its store;
-# ``worker_id`` is the process indexing it (its lease is the workers table, as for runs).
+# ``worker_id`` is the process indexing it (its lease is the workers table, as for runs);
+# ``attempts`` counts the workers that claimed it, so a file that kills them is failed in the end.
 vector_store_files = sa.Table(
     "vector_store_files",
     metadata,
@@ -85,6 +86,7 @@ vector_store_files = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     _id("batch_id", nullable=True),
     _id("worker_id", nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("vector_store_id", "id", name="uq_vector_store_files_store_file"),
     sa.Index("ix_vector_store_files_status", "status"),
@@ -110,6 +112,55 @@ vector_store_chunks = sa.Table(
     sa.Index("ix_vector_store_chunks_store_file", "vector_store_id", "file_id"),
 )
 
+# Changes whenever a store's chunks or their attributes change (a new random token each time,
+# written in the same transaction): a process caching a store's vectors compares it in one
+# primary-key read, and it stays right across processes and after a store is re-indexed.
+vector_store_chunk_versions = sa.Table(
+    "vector_store_chunk_versions",
+    metadata,
+    _id("vector_store_id", primary_key=True),
+    sa.Column("token", sa.String(32), nullable=False),
+)
+
+# The keyword index over chunk text. SQLite: an FTS5 table whose content is the chunks table
+# itself (no second copy of the text), kept in step by triggers, so every write to the chunks,
+# whoever makes it, reaches the index in the same transaction. PostgreSQL: a generated tsvector
+# column with a GIN index. Run after every create_all (which the server runs at each start),
+# hence ``IF NOT EXISTS`` everywhere.
+_KEYWORD_DDL = {
+    "sqlite": (
+        "CREATE VIRTUAL TABLE IF NOT EXISTS vector_store_chunks_fts USING fts5(text, "
+        "content='vector_store_chunks', content_rowid='seq', "
+        "tokenize='porter unicode61 remove_diacritics 2')",
+        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_insert AFTER INSERT ON "
+        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(rowid, text) "
+        "VALUES (new.seq, new.text); END",
+        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_delete AFTER DELETE ON "
+        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(vector_store_chunks_fts, "
+        "rowid, text) VALUES ('delete', old.seq, old.text); END",
+        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_update AFTER UPDATE OF text ON "
+        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(vector_store_chunks_fts, "
+        "rowid, text) VALUES ('delete', old.seq, old.text); INSERT INTO "
+        "vector_store_chunks_fts(rowid, text) VALUES (new.seq, new.text); END",
+    ),
+    "postgresql": (
+        "ALTER TABLE vector_store_chunks ADD COLUMN IF NOT EXISTS text_search tsvector "
+        "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+        "CREATE INDEX IF NOT EXISTS ix_vector_store_chunks_text_search ON vector_store_chunks "
+        "USING GIN (text_search)",
+    ),
+}
+for _dialect, _statements in _KEYWORD_DDL.items():
+    for _statement in _statements:
+        sa.event.listen(
+            metadata, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect)
+        )
+sa.event.listen(
+    metadata,
+    "before_drop",
+    sa.DDL("DROP TABLE IF EXISTS vector_store_chunks_fts").execute_if(dialect="sqlite"),
+)
+
 workers = sa.Table(
     "workers",
     metadata,
@@ -126,6 +177,8 @@ TABLES = {
     "run_step": run_steps,
     "file": files,
     "vector_store": vector_stores,
+    # Listed and paged like the others, but its ids are unique only within a store.
+    "vector_store.file": vector_store_files,
     "vector_store.files_batch": vector_store_file_batches,
 }
 

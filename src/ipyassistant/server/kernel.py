@@ -8,27 +8,35 @@ A kernel is an ``ipykernel`` process started and spoken to with ``jupyter_client
   not count the address space that thread stacks and allocator arenas merely reserve), set
   before ipykernel starts and inherited by anything the code spawns.
 - **Environment.** The kernel's environment is the server's, less variables that look like
-  credentials, with numerical libraries held to a few threads.
-- **Transport.** Kernels talk to the server over Unix sockets in a private (0700) temporary
-  directory rather than loopback TCP, so that other local users cannot read their output.
+  credentials, with numerical libraries held to a few threads (a sandboxed kernel's is a
+  minimal one instead: see :mod:`.sandbox`).
+- **Transport.** Kernels talk to the server over Unix sockets (ZMQ's ``ipc`` transport) in a
+  private (0700) temporary directory, one folder a kernel, rather than loopback TCP: other local
+  users cannot read their output, and a sandboxed kernel (:mod:`.sandbox`), whose network
+  namespace has a loopback of its own, reaches the server through its folder bound inside.
+- **Dying with the server.** A kernel asks for ``SIGKILL`` when the server dies
+  (``PR_SET_PDEATHSIG``, before ipykernel starts), so that even ``kill -9`` of the server
+  leaves no kernel behind. The signal follows the *thread* that started the kernel: the
+  server's event loop thread, which lives as long as the server.
 
-Still, this is a separate process with resource limits, **not a security sandbox**: the code
-runs as the server's user and can read and write whatever that user can, and reach the network.
+Still, unless sandboxed (:mod:`.sandbox`), this is a separate process with resource limits,
+**not a security sandbox**: the code runs as the server's user and can read and write whatever
+that user can, and reach the network.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -44,6 +52,7 @@ __all__ = [
     "OutputHook",
     "describe_exit",
     "kernel_env",
+    "kernel_files",
     "kernel_specs",
     "new_manager",
     "shut_down",
@@ -56,12 +65,26 @@ log = logging.getLogger("ipyassistant.server")
 #: Receives each output message of an execution: its ``msg_type`` and ``content``.
 OutputHook = Callable[[str, dict[str, Any]], None]
 
-# Runs in the kernel's Python before ipykernel: set the memory rlimit, then start the kernel
-# exactly as ``python -m ipykernel_launcher`` would. An inline program rather than a module of
-# this package, because the kernel's Python need not have ipyassistant installed.
+# Runs in the kernel's Python before ipykernel: set the memory rlimit, ask for SIGKILL when the
+# server (``parent``) dies, then start the kernel exactly as ``python -m ipykernel_launcher``
+# would. An inline program rather than a module of this package, because the kernel's Python
+# need not have ipyassistant installed. In a sandbox (``parent`` 0) bwrap kills the kernel with
+# the server, and the server's pid means nothing in the sandbox's PID namespace: ipykernel's
+# own watch of its parent, which would take bwrap's init for a dead parent, is left off.
 _BOOTSTRAP = """\
-import sys
+import os, sys
 limit = int(sys.argv.pop(1))
+parent = int(sys.argv.pop(1))
+if parent:
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the server died before the signal was asked for
+        os._exit(1)
+else:
+    os.environ.pop("JPY_PARENT_PID", None)
 if limit:
     try:
         import resource
@@ -105,16 +128,26 @@ class _SpecManager(KernelSpecManager):
         return self._spec
 
 
-def kernel_specs(python: str, memory_mb: int) -> KernelSpecManager:
-    """The spec of kernels run by ``python``, each capped at ``memory_mb`` (0: no cap)."""
+def kernel_specs(
+    python: str, memory_mb: int, wrapper: Sequence[str] = ()
+) -> KernelSpecManager:
+    """The spec of a kernel run by ``python``, capped at ``memory_mb`` (0: no cap).
+
+    ``wrapper`` is the command that runs it in a sandbox (:mod:`.sandbox`). A sandboxed kernel
+    is interrupted by a message, which ipykernel turns into ``SIGINT`` to itself: a signal to
+    its process group would reach bwrap, which dies of it and takes the kernel along.
+    """
     limit = max(memory_mb, 0) * 1024 * 1024
+    parent = 0 if wrapper else os.getpid()
     return _SpecManager(
         KernelSpec(
             argv=[
+                *wrapper,
                 python,
                 "-c",
                 _BOOTSTRAP,
                 str(limit),
+                str(parent),
                 "-f",
                 "{connection_file}",
                 # Keep the model's code out of the user's IPython history.
@@ -122,15 +155,16 @@ def kernel_specs(python: str, memory_mb: int) -> KernelSpecManager:
             ],
             display_name="ipyassistant code interpreter",
             language="python",
-            interrupt_mode="signal",
+            interrupt_mode="message" if wrapper else "signal",
             env={},
         )
     )
 
 
-def kernel_env() -> dict[str, str]:
-    """The environment kernels start with."""
-    env = {k: v for k, v in os.environ.items() if not _PRIVATE_ENV.search(k)}
+def kernel_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment kernels start with: ``base`` (the server's) with the kernel's settings."""
+    inherited = os.environ if base is None else base
+    env = {k: v for k, v in inherited.items() if not _PRIVATE_ENV.search(k)}
     # Figures become PNG display data (plt.show() and at the end of each cell).
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env["PYTHONUNBUFFERED"] = "1"
@@ -170,12 +204,18 @@ def _log_tail(path: Path, limit: int = 2000) -> str:
     return "\n".join(lines)[-limit:]
 
 
-def new_manager(specs: KernelSpecManager, runtime: Path) -> AsyncKernelManager:
-    """The manager of a new kernel whose files (and sockets) are in ``runtime``."""
-    name = uuid.uuid4().hex[:12]
-    options: dict[str, Any] = {"connection_file": str(runtime / f"{name}.json")}
+def kernel_files(runtime: Path) -> Path:
+    """A new folder in ``runtime`` for one kernel's connection file, sockets and log."""
+    files = runtime / uuid.uuid4().hex[:12]
+    files.mkdir(mode=0o700)
+    return files
+
+
+def new_manager(specs: KernelSpecManager, files: Path) -> AsyncKernelManager:
+    """The manager of a new kernel whose connection file (and sockets) are in ``files``."""
+    options: dict[str, Any] = {"connection_file": str(files / "kernel.json")}
     if sys.platform != "win32":
-        options.update(transport="ipc", ip=str(runtime / name))
+        options.update(transport="ipc", ip=str(files / "zmq"))
     return AsyncKernelManager(kernel_spec_manager=specs, kernel_name=_KERNEL_NAME, **options)
 
 
@@ -211,8 +251,7 @@ async def shut_down(manager: AsyncKernelManager, client: AsyncKernelClient | Non
     except Exception:
         log.warning("could not shut a kernel down cleanly", exc_info=True)
     finally:
-        with contextlib.suppress(OSError):
-            _log_path(manager).unlink(missing_ok=True)
+        shutil.rmtree(_log_path(manager).parent, ignore_errors=True)
 
 
 @dataclass(eq=False)

@@ -18,8 +18,13 @@ in a notebook, and works in the thread's own directory. The pool around them:
   kernel that dies (``os._exit``, a segfault, out of memory) is discarded. Either way the
   thread's next execution gets a fresh kernel, and :class:`Execution` says why.
 - **Nothing outlives the pool.** :meth:`KernelPool.stop` kills every kernel's process group (the
-  kernel and whatever it spawned). A kernel whose server dies without ``stop()`` exits by itself:
-  ipykernel watches its parent process (``JPY_PARENT_PID``).
+  kernel and whatever it spawned). A kernel whose server dies without ``stop()``, even by
+  ``kill -9``, is killed by a parent-death signal (see :mod:`.kernel`); in a sandbox, so is
+  everything its code started (its PID namespace ends with it).
+- **Sandbox.** With ``sandbox="bwrap"`` each kernel runs confined by bubblewrap (see
+  :mod:`.sandbox`), its thread's directory bound inside when it starts. A kernel is therefore
+  started for its thread, and no warm kernels are kept: a thread's first execution waits for a
+  kernel to start (about a second).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,12 +50,14 @@ from .kernel import (
     OutputHook,
     describe_exit,
     kernel_env,
+    kernel_files,
     kernel_specs,
     new_manager,
     shut_down,
     spawn,
     start_error,
 )
+from .sandbox import Bubblewrap, sandbox_env
 
 __all__ = ["Execution", "KernelPool"]
 
@@ -89,6 +97,9 @@ class KernelPool:
         warm: int = 1,
         interrupt_grace: float = 5.0,
         start_timeout: float = 60.0,
+        sandbox: Literal["none", "bwrap"] = "none",
+        network: bool = False,
+        hidden: Sequence[Path] = (),
     ):
         if max_kernels < 1:
             raise ValueError("max_kernels must be at least 1")
@@ -99,7 +110,11 @@ class KernelPool:
         self.warm = max(warm, 0)
         self.interrupt_grace = interrupt_grace
         self.start_timeout = start_timeout
-        self._specs = kernel_specs(self.python, memory_mb)
+        self.sandbox = sandbox
+        #: In a sandbox: whether it reaches the network, and what else it must not see.
+        self._network = network
+        self._hidden = tuple(hidden)
+        self._bwrap: Bubblewrap | None = None
         self._env = kernel_env()
         self._runtime: Path | None = None
         #: Every kernel manager with a process (or about to have one), and its client.
@@ -120,10 +135,26 @@ class KernelPool:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start filling the warm pool; returns at once."""
+        """Start filling the warm pool; returns at once.
+
+        Raises :class:`~.sandbox.SandboxUnavailable` when the sandbox cannot run here.
+        """
         self._stopping = False
         self._room = asyncio.Condition()
         self._runtime = Path(tempfile.mkdtemp(prefix="ipya-"))
+        if self.sandbox == "bwrap":
+            try:
+                self._bwrap = await asyncio.to_thread(
+                    Bubblewrap.prepare,
+                    self.python,
+                    [*self._hidden, self._runtime],
+                    network=self._network,
+                    tmp_bytes=max(self.memory_mb, 0) << 20,
+                )
+            except BaseException:
+                shutil.rmtree(self._runtime, ignore_errors=True)
+                self._runtime = None
+                raise
         # A private IPython directory: the user's profile and startup files are theirs.
         self._env["IPYTHONDIR"] = str(self._runtime / "ipython")
         self._reaper = asyncio.create_task(self._reap(), name="ipyassistant-kernel-reaper")
@@ -267,12 +298,15 @@ class KernelPool:
         await self._make_room()
         self._starting += 1
         try:
-            kernel = await self._take()
-            try:
-                await kernel.enter(workdir, self.start_timeout)
-            except BaseException:
-                await asyncio.shield(self._close(kernel.manager, kernel.client))
-                raise
+            if self._bwrap is not None:  # started in the directory bound inside
+                kernel = await self._start_kernel(workdir)
+            else:
+                kernel = await self._take()
+                try:
+                    await kernel.enter(workdir, self.start_timeout)
+                except BaseException:
+                    await asyncio.shield(self._close(kernel.manager, kernel.client))
+                    raise
         finally:
             self._starting -= 1
         self._threads[thread_id] = kernel
@@ -320,6 +354,8 @@ class KernelPool:
         return await self._start_kernel()
 
     def _refill(self) -> None:
+        if self._bwrap is not None:
+            return  # a sandboxed kernel is started for its thread
         while not self._stopping and self._runtime is not None and len(self._warm) < self.warm:
             self._warm.append(asyncio.create_task(self._start_kernel(), name="ipyassistant-warm"))
 
@@ -351,14 +387,25 @@ class KernelPool:
 
     # -- starting and stopping kernels ----------------------------------------------------
 
-    async def _start_kernel(self) -> Kernel:
+    async def _start_kernel(self, workdir: Path | None = None) -> Kernel:
+        """A new kernel; a sandboxed one (given its thread's ``workdir``) works there."""
         if self._stopping or self._runtime is None:
             raise KernelStartError("The code interpreter is not running.")
-        manager = new_manager(self._specs, self._runtime)
+        files = kernel_files(self._runtime)
+        # Made for each kernel: a sandbox's command names the thread's directory, and the
+        # kernel watches for the death of this process, whichever it is by now.
+        if self._bwrap is not None:
+            assert workdir is not None
+            wrapper = self._bwrap.argv(workdir, files)
+            specs = kernel_specs(self._bwrap.python, self.memory_mb, wrapper)
+            env = sandbox_env(workdir)
+        else:
+            specs, env = kernel_specs(self.python, self.memory_mb), self._env
+        manager = new_manager(specs, files)
         client: AsyncKernelClient | None = None
         self._managers[manager] = None
         try:
-            await spawn(manager, self._env)
+            await spawn(manager, env)
             client = manager.client()
             self._managers[manager] = client
             client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AssistantTool",
+    "ChunkingStrategy",
     "CreateAssistant",
     "CreateMessage",
     "CreateRun",
@@ -24,6 +33,7 @@ __all__ = [
     "ModifyAssistant",
     "ModifyMetadata",
     "ModifyThread",
+    "NewVectorStore",
     "ReasoningEffort",
     "SubmitToolOutputs",
 ]
@@ -128,7 +138,17 @@ class AutoChunking(Request):
 
 class StaticChunkingSizes(Request):
     max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
-    chunk_overlap_tokens: int
+    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
+
+    @field_validator("chunk_overlap_tokens")
+    @classmethod
+    def _at_most_half(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("max_chunk_size_tokens")
+        if size is not None and value > size // 2:
+            raise ValueError(
+                f"chunk_overlap_tokens must not exceed half of max_chunk_size_tokens ({size // 2})"
+            )
+        return value
 
 
 class StaticChunking(Request):
@@ -136,11 +156,12 @@ class StaticChunking(Request):
     static: StaticChunkingSizes
 
 
+ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator="type")]
+
+
 class NewVectorStore(WithMetadata):
-    file_ids: list[str] = []
-    chunking_strategy: Annotated[
-        AutoChunking | StaticChunking | None, Field(discriminator="type"), NotNull
-    ] = None
+    file_ids: Annotated[list[str], Field(max_length=10_000)] = []
+    chunking_strategy: Annotated[ChunkingStrategy | None, NotNull] = None
 
 
 class FileSearchResources(Request):

@@ -43,6 +43,7 @@ EXECUTING_RUN_STATUSES = ("queued", "in_progress", "cancelling")
 _NAMES = {
     "run_step": "run step",
     "vector_store": "vector store",
+    "vector_store.file": "vector store file",
     "vector_store.files_batch": "vector store file batch",
 }
 
@@ -68,6 +69,10 @@ def _columns(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         cols.update(run_id=obj["run_id"], thread_id=obj["thread_id"])
     elif kind == "file":
         cols.update(purpose=obj["purpose"])
+    elif kind == "vector_store":
+        cols.update(embedder=obj["embedding_model"], expires_at=obj.get("expires_at"))
+    elif kind == "vector_store.files_batch":
+        cols.update(vector_store_id=obj["vector_store_id"])
     return cols
 
 
@@ -160,8 +165,11 @@ class Tx:
         for object_id, param, forward in ((after, "after", True), (before, "before", False)):
             if object_id is None:
                 continue
+            # Within the list: an id may name objects elsewhere (a file in another store).
             seq = (
-                await self.conn.execute(sa.select(table.c.seq).where(table.c.id == object_id))
+                await self.conn.execute(
+                    sa.select(table.c.seq).where(table.c.id == object_id, *where)
+                )
             ).scalar()
             if seq is None:
                 raise InvalidRequest(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Depends, Request
 
 from ..auth import authenticate
-from . import assistants, files, runs, threads
+from . import assistants, files, runs, threads, vector_store_files, vector_stores
 
 if TYPE_CHECKING:
     from ..app import Server
@@ -33,4 +33,6 @@ def api_router(server: Server) -> APIRouter:
     router.include_router(runs.router(server))
     router.include_router(threads.router(server))
     router.include_router(files.router(server))
+    router.include_router(vector_stores.router(server))
+    router.include_router(vector_store_files.router(server))
     return router

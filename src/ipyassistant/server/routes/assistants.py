@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from .. import objects
+from .. import objects, vector_stores
 from ..models import check_model
 from ..schemas import CreateAssistant, ModifyAssistant
 from .common import Page, check_tools, delete_one, deleted, fetch, listing, new_router
@@ -29,6 +29,9 @@ def router(server: Server) -> APIRouter:
         assistant = objects.assistant_object(dict(body))
         check_tools(assistant["tools"], "tools")
         async with store.tx() as tx:
+            assistant["tool_resources"] = await vector_stores.resolve_tool_resources(
+                tx, body.tool_resources, "tool_resources"
+            )
             return await tx.insert("assistant", assistant)
 
     @routes.get("/assistants")
@@ -51,6 +54,10 @@ def router(server: Server) -> APIRouter:
             assistant = await tx.get("assistant", assistant_id)
             for key in changes:
                 assistant[key] = fresh[key]
+            if "tool_resources" in changes:
+                assistant["tool_resources"] = await vector_stores.resolve_tool_resources(
+                    tx, body.tool_resources, "tool_resources"
+                )
             check_tools(assistant["tools"], "tools")
             return await tx.update("assistant", assistant)
 

@@ -89,16 +89,9 @@ def deleted(kind: str, object_id: str) -> dict[str, Any]:
 
 
 def check_tools(tools: list[dict[str, Any]], param: str) -> None:
-    """Refuse tools this server cannot run, and two functions of one name."""
+    """Refuse two function tools of one name."""
     names = set()
     for i, tool in enumerate(tools):
-        if tool["type"] == "file_search":
-            raise InvalidRequest(
-                "The file_search tool needs vector stores, which this server does not provide. "
-                "Remove it, or use the code_interpreter tool to read files.",
-                param=f"{param}[{i}]",
-                code="invalid_value",
-            )
         if tool["type"] == "function":
             name = tool["function"]["name"]
             if name in names:

@@ -1,7 +1,8 @@
 """``/files``: upload, list, read, delete files and download their content.
 
 A file's bytes are in the :class:`~ipyassistant.server.files.FileStore`; its object (name,
-size, purpose) is in the database.
+size, purpose) is in the database. Deleting a file also takes it out of every vector store
+that holds it, with its chunks.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from .. import db, objects
+from .. import db, objects, vector_stores
 from ..errors import InvalidRequest, NotFound
 from ..store import Cursor, new_id
-from .common import Order, delete_one, fetch, listing, new_router
+from .common import Order, fetch, listing, new_router
 
 if TYPE_CHECKING:
     from ..app import Server
@@ -92,7 +93,10 @@ def router(server: Server) -> APIRouter:
 
     @routes.delete("/files/{file_id}")
     async def delete_file(file_id: str) -> dict[str, Any]:
-        await delete_one(store, "file", file_id)
+        async with store.tx() as tx:
+            if not await tx.delete("file", file_id):
+                raise NotFound.of("file", file_id)
+            await vector_stores.remove_file(tx, file_id)
         files.delete(file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from .. import db, objects
+from .. import db, objects, vector_stores
 from ..errors import InvalidRequest, NotFound
 from ..events import NO_EVENTS, EventStream
 from ..models import check_model
@@ -94,6 +94,7 @@ def router(server: Server) -> APIRouter:
         rows = []
         for i, message in enumerate(getattr(body, "additional_messages", None) or []):
             await check_files(tx, message, f"additional_messages[{i}]")
+            await vector_stores.attach_message_files(tx, thread_id, message)
             rows.append(message_row(thread_id, message))
         await tx.insert_many("message", rows)
         await tx.insert("run", run, worker_id=engine.worker_id)
@@ -105,6 +106,7 @@ def router(server: Server) -> APIRouter:
         """Launch ``run``; a stream starts with the new ``thread`` (create-and-run), then the run."""
         prelude = [("thread.created", thread)] if thread is not None else []
         prelude += [("thread.run.created", run), ("thread.run.queued", run)]
+        server.indexer.wake()  # for the files its messages attached for file search
         if not stream:
             engine.launch(run, NO_EVENTS, [])
             return run

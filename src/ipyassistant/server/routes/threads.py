@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from .. import db, objects
+from .. import db, objects, vector_stores
 from ..schemas import CreateMessage, CreateThread, ModifyMetadata, ModifyThread
 from ..store import Tx
 from .common import (
@@ -34,14 +34,20 @@ __all__ = ["insert_thread", "router"]
 
 async def insert_thread(tx: Tx, body: CreateThread, param: str = "") -> dict[str, Any]:
     """Insert a new thread and its first messages; ``param`` locates ``body`` in the request."""
-    thread = objects.thread_object(body.metadata, body.tool_resources)
+    thread = objects.thread_object(body.metadata, None)
+    thread["tool_resources"] = await vector_stores.resolve_tool_resources(
+        tx, body.tool_resources, f"{param}tool_resources"
+    )
     await tx.insert("thread", thread)
     rows = []
+    attached = False
     for i, message in enumerate(body.messages or []):
         await check_files(tx, message, f"{param}messages[{i}]")
+        attached |= await vector_stores.attach_message_files(tx, thread["id"], message)
         rows.append(message_row(thread["id"], message))
     await tx.insert_many("message", rows)
-    return thread
+    # A message's file_search attachments may have given the thread a store.
+    return await tx.get("thread", thread["id"]) if attached else thread
 
 
 def router(server: Server) -> APIRouter:
@@ -52,7 +58,9 @@ def router(server: Server) -> APIRouter:
     @routes.post("/threads")
     async def create_thread(body: CreateThread) -> dict[str, Any]:
         async with store.tx() as tx:
-            return await insert_thread(tx, body)
+            thread = await insert_thread(tx, body)
+        server.indexer.wake()  # for the files its messages or tool resources gave it
+        return thread
 
     @routes.get("/threads/{thread_id}")
     async def get_thread(thread_id: str) -> dict[str, Any]:
@@ -65,7 +73,9 @@ def router(server: Server) -> APIRouter:
             if "metadata" in body.model_fields_set:
                 thread["metadata"] = body.metadata or {}
             if "tool_resources" in body.model_fields_set:
-                thread["tool_resources"] = objects.tool_resources(body.tool_resources)
+                thread["tool_resources"] = await vector_stores.resolve_tool_resources(
+                    tx, body.tool_resources, "tool_resources"
+                )
             return await tx.update("thread", thread)
 
     @routes.delete("/threads/{thread_id}")
@@ -83,7 +93,11 @@ def router(server: Server) -> APIRouter:
         async with store.tx() as tx:
             await tx.ensure_thread_idle(thread_id, "add messages to")
             await check_files(tx, body, "")
-            return await tx.insert("message", message_row(thread_id, body))
+            attached = await vector_stores.attach_message_files(tx, thread_id, body)
+            message = await tx.insert("message", message_row(thread_id, body))
+        if attached:
+            server.indexer.wake()
+        return message
 
     @routes.get("/threads/{thread_id}/messages")
     async def list_messages(thread_id: str, page: Page, run_id: str | None = None) -> Response:
