@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import openai
 import pydantic
 import pytest
 from openai.types import FileObject
@@ -37,6 +38,11 @@ def test_attachments_are_uploaded_and_attached_for_file_search(api, tmp_path: Pa
     with Thread() as thread:
         thread.add("what do they say?", attachments=[notes, uploaded.id])
         found = attachments_of(api, thread)
+        # The server put them in the thread's vector store.
+        resources = api.beta.threads.retrieve(thread.id).tool_resources
+        (store_id,) = resources.file_search.vector_store_ids
+        in_store = {f.id for f in api.vector_stores.files.list(store_id).data}
+    assert in_store == {a["file_id"] for a in found}
     assert [a["tools"] for a in found] == [[{"type": "file_search"}]] * 2
     assert found[1]["file_id"] == uploaded.id  # an id is attached as it is
     assert api.files.retrieve(found[0]["file_id"]).filename == "notes.md"
@@ -213,3 +219,41 @@ def test_an_assistant_with_files_has_a_store_while_it_exists(monkeypatch, tmp_pa
     assert ai.tool_resources is None  # the store is the server object's, not the definition's
     ai.delete()
     assert api.deleted == ["asst_4", "vs_3", "file-1", "file-2"]
+
+
+# -- against the embedded server ---------------------------------------------------------------
+
+
+def test_an_assistant_indexes_its_files_on_the_server_and_cleans_up(api, tmp_path: Path) -> None:
+    paths = two_files(tmp_path)
+    paths[1] = paths[1].with_suffix(".txt")
+    paths[1].write_text("Lighthouse keepers log the weather at noon.")
+    paths[0].write_text("The harbour opens at six.")
+    ai = Assistant(tools=[FileSearch], files=paths)
+    ai.create()
+    try:
+        stored = api.beta.assistants.retrieve(ai.id).tool_resources.file_search.vector_store_ids
+        (store_id,) = stored
+        files = api.vector_stores.files.list(store_id).data
+        assert sorted(f.status for f in files) == ["completed", "completed"]
+        names = sorted(api.files.retrieve(f.id).filename for f in files)
+        assert names == ["keepers.txt", "tides.md"]
+    finally:
+        ai.delete()
+    with pytest.raises(openai.NotFoundError):
+        api.vector_stores.retrieve(store_id)
+    for f in files:
+        with pytest.raises(openai.NotFoundError):
+            api.files.retrieve(f.id)
+
+
+def test_a_file_the_server_cannot_index_is_named_with_its_error(api, tmp_path: Path) -> None:
+    good, bad = tmp_path / "notes.md", tmp_path / "blob.xyz"
+    good.write_text("notes")
+    bad.write_bytes(b"\x00\x01binary")
+    before = {s.id for s in api.vector_stores.list(limit=100).data}
+    with pytest.raises(FileIndexingError) as caught:
+        Assistant(tools=[FileSearch], files=[good, bad]).create()
+    ((name, code, message),) = caught.value.failed
+    assert (name, code) == ("blob.xyz", "unsupported_file") and "xyz" in message
+    assert {s.id for s in api.vector_stores.list(limit=100).data} == before  # nothing left
