@@ -135,3 +135,39 @@ def api(client_env: None) -> Any:
     with openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0) as sdk:
         yield sdk
 
+
+
+def test_a_real_run_folds_into_a_search_and_a_cited_reply(tmp_path: Path) -> None:
+    """The events the server streams for file search, through the reducer and the transcript."""
+    from openai import AsyncAssistantEventHandler
+
+    from ipyassistant.jupyter.transcript import transcript_html
+    from ipyassistant.jupyter.view_state import empty_state, reduce
+
+    seen: list[Any] = []
+
+    class Collect(AsyncAssistantEventHandler):
+        async def on_event(self, event: Any) -> None:
+            seen.append(event)
+
+    (tmp_path / "tides.md").write_text("The harbour opens at six. Boats leave at seven.")
+    (tmp_path / "keepers.txt").write_text("Ada Quill keeps the lighthouse log at noon.")
+    files = [tmp_path / "tides.md", tmp_path / "keepers.txt"]
+    with Assistant(tools=[FileSearch], files=files) as ai:
+        ai.say("When does the harbour open?", event_handler_class=Collect)
+    state = empty_state()
+    for event in seen:
+        state, _ = reduce(state, event)
+    search, reply = (item for item in state["items"] if item["kind"] != "message" or item["role"] == "assistant")
+    assert search["kind"] == "file_search" and search["status"] == "completed"
+    assert search["query"] == "When does the harbour open?"
+    assert search["results"][0]["file_name"] == "tides.md"
+    assert search["results"][0]["content"] == "The harbour opens at six. Boats leave at seven."
+    assert reply["kind"] == "message"
+    (block,) = reply["blocks"]
+    assert block["type"] == "text" and block["text"].startswith("From tides.md:")
+    (citation,) = block.get("citations", [])
+    assert block["text"][citation["start"] : citation["end"]] == citation["text"]
+    html = transcript_html(state)
+    assert 'aria-label="Source 1: tides.md">[1]</a>' in html
+    assert "<blockquote>The harbour opens at six. Boats leave at seven.</blockquote>" in html
