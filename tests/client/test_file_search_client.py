@@ -257,3 +257,28 @@ def test_a_file_the_server_cannot_index_is_named_with_its_error(api, tmp_path: P
     ((name, code, message),) = caught.value.failed
     assert (name, code) == ("blob.xyz", "unsupported_file") and "xyz" in message
     assert {s.id for s in api.vector_stores.list(limit=100).data} == before  # nothing left
+
+
+def test_the_printed_step_shows_the_query_and_what_was_found(console) -> None:
+    from openai.types.beta.threads.runs import RunStep
+
+    from ipyassistant.formatting import step_panel
+
+    step = RunStep.model_validate(
+        {
+            "id": "step_1", "object": "thread.run.step", "assistant_id": "asst_1",
+            "thread_id": "thread_1", "run_id": "run_1", "type": "tool_calls",
+            "status": "completed", "created_at": 0, "cancelled_at": None, "completed_at": 0,
+            "expired_at": None, "failed_at": None, "last_error": None, "usage": None,
+            "step_details": {
+                "type": "tool_calls",
+                "tool_calls": [{"id": "fs_1", "type": "file_search", "file_search": {
+                    "query": "harbour hours",
+                    "results": [{"file_id": "file-a", "file_name": "tides.md", "score": 0.914}],
+                }}],
+            },
+        }
+    )
+    console.print(step_panel(step))
+    printed = console.file.getvalue()
+    assert "🔎 file search  harbour hours" in printed and "tides.md  score 0.91" in printed
