@@ -32,7 +32,8 @@ function describe(item: Item): string | null {
     const text = item.blocks.map((b) => (b.type === "text" || b.type === "refusal" ? b.text : "(image)")).join(" ");
     return spoken(text) || null;
   }
-  const what = item.kind === "tool_call" ? `Tool ${item.name || "call"}` : "Code interpreter";
+  const what =
+    item.kind === "tool_call" ? `Tool ${item.name || "call"}` : item.kind === "file_search" ? "File search" : "Code interpreter";
   return item.status === "completed" ? `${what} finished.` : `${what} ${item.status}.`;
 }
 

@@ -30,6 +30,8 @@ export interface ChatPanelModel {
   queued: string[];
   /** Whether files can be attached. */
   attachments: boolean;
+  /** What attached files are for (the attach button's tooltip). */
+  attach_title: string;
   placeholder: string;
   /** A quiet line above the status (which model was chosen by default). */
   note: string;
@@ -54,6 +56,7 @@ export function modelActions(model: Pick<Model, "send">): ChatActions {
 function view(state: ChatState, model: Model, host: HTMLElement): () => void {
   const chat = new ChatView(host, state, modelActions(model), {
     attachments: model.get("attachments"),
+    attachTitle: model.get("attach_title"),
     placeholder: model.get("placeholder"),
     busy: model.get("busy"),
     queued: model.get("queued") ?? [],
@@ -67,6 +70,7 @@ function view(state: ChatState, model: Model, host: HTMLElement): () => void {
     busy: (busy) => chat.setBusy(busy),
     queued: (queued) => chat.setQueued(queued ?? []),
     attachments: (on) => chat.setAttachments(on),
+    attach_title: (title) => chat.setAttachTitle(title),
     placeholder: (text) => chat.setPlaceholder(text),
     note: (note) => chat.setNote(note ?? ""),
   });

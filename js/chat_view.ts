@@ -31,6 +31,8 @@ export interface ChatActions {
 export interface ViewOptions {
   doc?: Document;
   attachments?: boolean;
+  /** The attach button's tooltip: what the files are for. */
+  attachTitle?: string;
   placeholder?: string;
   busy?: boolean;
   queued?: string[];
@@ -132,7 +134,7 @@ export class ChatView {
     this.fileInput.type = "file";
     this.fileInput.multiple = true;
     this.fileInput.hidden = true;
-    this.attachButton = button(doc, "ipa-chat-attach", "Attach", "Attach files for the code interpreter", "ipa-chat-attach");
+    this.attachButton = button(doc, "ipa-chat-attach", "Attach", options.attachTitle || "Attach files for the code interpreter", "ipa-chat-attach");
     this.attachButton.hidden = !options.attachments;
     this.sendButton = button(doc, "ipa-chat-send", "Send", "Send (Enter)", "ipa-chat-send");
     this.stopButton = button(doc, "ipa-chat-stop", "Stop", "Stop the reply", "ipa-chat-stop");
@@ -319,6 +321,10 @@ export class ChatView {
 
   setAttachments(on: boolean): void {
     this.attachButton.hidden = !on;
+  }
+
+  setAttachTitle(title: string): void {
+    if (title) this.attachButton.title = title;
   }
 
   setPlaceholder(text: string): void {

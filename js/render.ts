@@ -6,11 +6,13 @@
 
 import { spoken, type Announcer } from "./announce";
 import { codeActions, copyButton, highlight, insertButton, renderMarkdown } from "./markdown";
+import { cite, placeholder, placeMarkers, renderSources, searches, withMarkers } from "./sources";
 import { el } from "./toolkit/dom";
 import {
   noChanges,
   type Changes,
   type CodeItem,
+  type FileSearchItem,
   type Item,
   type MessageItem,
   type RunInfo,
@@ -160,20 +162,40 @@ export function codeImages(state: ViewState): Set<string> {
   return keys;
 }
 
-/** `drawn`: what the code cards already show (see `codeImages`); a reply skips those images. */
-export function renderMessage(item: MessageItem, ctx: RenderContext, drawn: ReadonlySet<string> = new Set()): HTMLElement {
+/** What an item's rendering needs to know of the rest of its state. */
+export interface Around {
+  /** What the code cards show (see `codeImages`): a reply skips those images. */
+  drawn: ReadonlySet<string>;
+  /** The file searches, whose results name and quote what a reply cites. */
+  searches: FileSearchItem[];
+}
+
+export function around(state: ViewState): Around {
+  return { drawn: codeImages(state), searches: searches(state.items) };
+}
+
+const NOTHING_AROUND: Around = { drawn: new Set(), searches: [] };
+
+export function renderMessage(item: MessageItem, ctx: RenderContext, context: Around = NOTHING_AROUND): HTMLElement {
   const box = el(ctx.doc, "div", `ipa-msg ipa-role-${item.role}`);
   box.append(el(ctx.doc, "div", "ipa-role", item.role));
   const body = el(ctx.doc, "div", "ipa-body");
-  for (const block of item.blocks) {
+  const cited = cite(item, context.searches);
+  item.blocks.forEach((block, b) => {
     if (block.type === "text") {
       const part = el(ctx.doc, "div", "ipa-text");
-      part.append(renderMarkdown(block.text, ctx.doc, item.role === "user"));
+      // Source n stands in the text as placeholder(n - 1) until the markdown is rendered.
+      const text = block.citations?.length
+        ? withMarkers(block.text, block.citations, cited.numbers[b], (n) => placeholder(n - 1))
+        : block.text;
+      const fragment = renderMarkdown(text, ctx.doc, item.role === "user");
+      if (block.citations?.length) placeMarkers(fragment, item.id, cited.sources, ctx.doc);
+      part.append(fragment);
       body.append(part);
     } else if (block.type === "refusal") {
       body.append(el(ctx.doc, "div", "ipa-refusal", block.text));
     } else if (block.type === "image") {
-      if (item.role !== "user" && drawn.has(imageKey(item.run_id, block.file_id))) continue;
+      if (item.role !== "user" && context.drawn.has(imageKey(item.run_id, block.file_id))) return;
       body.append(renderImage(block.file_id, ctx, imageAlt(item, block.file_id)));
     } else if (block.type === "image_url") {
       // A URL the model chose: a link, not a request made on the reader's behalf.
@@ -185,22 +207,30 @@ export function renderMessage(item: MessageItem, ctx: RenderContext, drawn: Read
       }
       body.append(link);
     }
-  }
+  });
   if (item.status === "in_progress") body.append(el(ctx.doc, "span", "ipa-cursor"));
   if (item.status === "incomplete") body.append(el(ctx.doc, "div", "ipa-note", "(incomplete)"));
   box.append(body);
+  const sources = renderSources(item.id, cited.sources, ctx.doc);
+  if (sources) box.append(sources);
   return box;
 }
 
-function card(item: Item, title: HTMLElement[], ctx: RenderContext, openByDefault: boolean): HTMLDetailsElement {
-  const details = el(ctx.doc, "details", `ipa-card ipa-${item.kind}`);
-  details.classList.add(`ipa-status-${item.status}`);
-  details.open = ctx.open.get(item.id) ?? openByDefault;
+/** A `<details>` opened or closed as the user left the one with this key (`ctx.open`). */
+function disclosure(key: string, className: string, title: (HTMLElement | string)[], ctx: RenderContext, openByDefault: boolean): HTMLDetailsElement {
+  const details = el(ctx.doc, "details", className);
+  details.open = ctx.open.get(key) ?? openByDefault;
   const summary = el(ctx.doc, "summary");
   summary.append(...title);
   // Remember what the user chose; re-renders (20 a second while streaming) keep it.
-  summary.addEventListener("click", () => ctx.open.set(item.id, !details.open));
+  summary.addEventListener("click", () => ctx.open.set(key, !details.open));
   details.append(summary);
+  return details;
+}
+
+function card(item: Item, title: HTMLElement[], ctx: RenderContext, openByDefault: boolean): HTMLDetailsElement {
+  const details = disclosure(item.id, `ipa-card ipa-${item.kind}`, title, ctx, openByDefault);
+  details.classList.add(`ipa-status-${item.status}`);
   return details;
 }
 
@@ -266,11 +296,51 @@ export function renderCode(item: CodeItem, ctx: RenderContext): HTMLElement {
   return details;
 }
 
-export function renderItem(item: Item, ctx: RenderContext, drawn?: ReadonlySet<string>): HTMLElement {
+/**
+ * A file search: the query in the title, the ranking, and each result (file, score) whose
+ * chunk, when the run asked for it, opens under it.
+ */
+export function renderFileSearch(item: FileSearchItem, ctx: RenderContext): HTMLElement {
+  const found = ACTIVE.has(item.status) ? "searching…" : `${item.results.length} result${item.results.length === 1 ? "" : "s"}`;
+  const title = [badge(item.status, ctx), el(ctx.doc, "span", "ipa-name", "File search")];
+  if (item.query) title.push(el(ctx.doc, "q", "ipa-preview ipa-query", item.query));
+  title.push(el(ctx.doc, "span", "ipa-count", found));
+  const details = card(item, title, ctx, ACTIVE.has(item.status) || item.error !== null);
+  if (item.ranker !== null || item.score_threshold !== null) {
+    const ranking = `ranker ${item.ranker ?? "auto"}, score threshold ${item.score_threshold ?? 0}`;
+    details.append(el(ctx.doc, "div", "ipa-note ipa-ranking", ranking));
+  }
+  if (item.results.length) {
+    const list = el(ctx.doc, "ol", "ipa-results");
+    list.setAttribute("aria-label", "Results");
+    item.results.forEach((result, i) => {
+      const entry = el(ctx.doc, "li", "ipa-result");
+      const head = [
+        el(ctx.doc, "span", "ipa-result-file", result.file_name || result.file_id),
+        el(ctx.doc, "span", "ipa-score", `score ${result.score.toFixed(2)}`),
+      ];
+      if (result.content === null) {
+        entry.append(...head);
+      } else {
+        const chunk = disclosure(`${item.id}:${i}`, "ipa-chunk", head, ctx, false);
+        chunk.append(el(ctx.doc, "pre", "ipa-chunk-text", result.content));
+        entry.append(chunk);
+      }
+      list.append(entry);
+    });
+    details.append(list);
+  }
+  const error = renderError(item.error, ctx);
+  if (error) details.append(error);
+  return details;
+}
+
+export function renderItem(item: Item, ctx: RenderContext, context?: Around): HTMLElement {
   let node: HTMLElement;
-  if (item.kind === "message") node = renderMessage(item, ctx, drawn);
+  if (item.kind === "message") node = renderMessage(item, ctx, context);
   else if (item.kind === "tool_call") node = renderToolCall(item, ctx);
   else if (item.kind === "code") node = renderCode(item, ctx);
+  else if (item.kind === "file_search") node = renderFileSearch(item, ctx);
   else node = el(ctx.doc, "div", "ipa-unknown");
   node.dataset.id = item.id;
   return node;
@@ -314,10 +384,14 @@ export function renderRun(run: RunInfo | null, streamError: ViewError | null, ct
 export function renderState(state: ViewState, ctx: RenderContext): HTMLElement {
   const root = el(ctx.doc, "div", "ipa-run-view");
   const items = el(ctx.doc, "div", "ipa-items");
-  const drawn = codeImages(state);
-  for (const item of state.items) items.append(renderItem(item, ctx, drawn));
+  const context = around(state);
+  for (const item of state.items) items.append(renderItem(item, ctx, context));
   root.append(items, renderRun(state.run, state.error, ctx));
   return root;
+}
+
+function cites(item: Item): boolean {
+  return item.kind === "message" && item.blocks.some((b) => b.type === "text" && !!b.citations?.length);
 }
 
 /** Keeps a root element in step with a view state, re-rendering only what changed. */
@@ -339,10 +413,10 @@ export class RunRenderer {
   /** Render `state` from scratch. */
   render(state: ViewState): void {
     this.nodes.clear();
-    const drawn = codeImages(state);
+    const context = around(state);
     this.items.replaceChildren(
       ...state.items.map((item) => {
-        const node = renderItem(item, this.ctx, drawn);
+        const node = renderItem(item, this.ctx, context);
         this.nodes.set(item.id, node);
         return node;
       }),
@@ -353,10 +427,12 @@ export class RunRenderer {
 
   /** Re-render what `changes` names (after the ops were applied to `state`). */
   update(state: ViewState, changes: Changes): void {
-    const drawn = codeImages(state);
+    const context = around(state);
+    // A reply's sources come from the file searches: when one changes, so may they.
+    const searched = context.searches.some((item) => changes.items.has(item.id));
     for (const item of state.items) {
-      if (!changes.items.has(item.id)) continue;
-      const node = renderItem(item, this.ctx, drawn);
+      if (!changes.items.has(item.id) && !(searched && cites(item))) continue;
+      const node = renderItem(item, this.ctx, context);
       this.nodes.get(item.id)?.replaceWith(node);
       this.nodes.set(item.id, node);
     }

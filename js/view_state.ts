@@ -32,8 +32,20 @@ export interface RunInfo {
   error: ViewError | null;
 }
 
+/** A `file_citation` annotation of a text block (see `sources.ts`). */
+export interface Citation {
+  /** The annotated text: a marker the model wrote (`【4:0†notes.md】`) or the quoted words. */
+  text: string;
+  /** Character offsets of `text` in the block's text. */
+  start: number;
+  end: number;
+  file_id: string;
+  /** The file's name when known without a search step (a thread's history looks it up). */
+  file_name?: string;
+}
+
 export type Block =
-  | { type: "text"; text: string }
+  | { type: "text"; text: string; citations?: Citation[] }
   | { type: "refusal"; text: string }
   | { type: "image"; file_id: string }
   | { type: "image_url"; url: string };
@@ -76,7 +88,33 @@ export interface CodeItem {
   error: ViewError | null;
 }
 
-export type Item = MessageItem | ToolCallItem | CodeItem;
+/** One chunk a file search found. */
+export interface SearchResult {
+  file_id: string;
+  file_name: string;
+  /** From 0 to 1. */
+  score: number;
+  /** The chunk's text; null unless the run asked for the results' content. */
+  content: string | null;
+}
+
+export interface FileSearchItem {
+  kind: "file_search";
+  id: string;
+  run_id: string | null;
+  step_id: string | null;
+  index: number;
+  /** The query, when the server says it (`file_search.query`, not in the API's step object). */
+  query: string | null;
+  ranker: string | null;
+  score_threshold: number | null;
+  /** Best first. */
+  results: SearchResult[];
+  status: string;
+  error: ViewError | null;
+}
+
+export type Item = MessageItem | ToolCallItem | CodeItem | FileSearchItem;
 
 export interface ViewState {
   run: RunInfo | null;
@@ -172,7 +210,7 @@ export function applyOps(state: ViewState, ops: Op[], changes: Changes = noChang
         const item = find(state, op.id);
         if (!item || item.kind !== "message") break;
         while (item.blocks.length < op.index) item.blocks.push({ type: "text", text: "" });
-        item.blocks[op.index] = { ...op.block };
+        item.blocks[op.index] = structuredCopy(op.block);
         changes.items.add(op.id);
         break;
       }

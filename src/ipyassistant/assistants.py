@@ -24,17 +24,31 @@ from typing import Any, ClassVar, Final, Literal
 
 import openai
 from openai import AsyncAssistantEventHandler
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from . import _hooks
+from ._files import (
+    FileInput,
+    IndexedFiles,
+    attachment_tools,
+    delete_store,
+    index_files,
+    with_store,
+)
 from ._portal import SyncContext, client, on_portal, sync_twin
 from .exceptions import LifecycleError, MissingToolWarning
 from .handlers import PrintHandler
 from .instructions import render_instructions
 from .runs import Run
 from .settings import default_model
-from .threads import FileInput, Thread
-from .tools import FunctionTool, Tool, as_tools
+from .threads import Thread
+from .tools import (
+    FileSearch,
+    FileSearchTool,
+    FunctionTool,
+    Tool,
+    as_tools,
+)
 
 __all__ = ["DEFAULT_HANDLER", "Assistant", "DefaultHandler", "Lifecycle", "choose_handler"]
 
@@ -107,6 +121,13 @@ class Assistant(BaseModel, SyncContext):
     at every run. ``tools`` are Python functions (sync or async), ``CodeInterpreter``,
     ``FileSearch``, or tool specs. ``model=None`` means the server object's model, or
     ``IPYASSISTANT_MODEL`` (default ``test``) when ipyassistant creates it.
+
+    ``files`` (paths, uploaded files or file ids) are what ``FileSearch`` searches: when the
+    assistant is created on the server, they are uploaded into a vector store of its own,
+    and the creation waits (at most ``index_timeout`` seconds) until they are indexed; a file
+    that cannot be indexed raises :class:`~ipyassistant.exceptions.FileIndexingError`, naming
+    it. The store and the uploads go when the assistant is deleted, so a lazy assistant
+    indexes its files for each call: ``with ai:`` or ``ai.create()`` index them once.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
@@ -120,6 +141,10 @@ class Assistant(BaseModel, SyncContext):
     tool_resources: dict[str, Any] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     response_format: str | dict[str, Any] | None = None
+    #: The files ``FileSearch`` searches (see the class docstring).
+    files: list[FileInput] = Field(default_factory=list)
+    #: How long creating the assistant waits for its ``files`` to be indexed, in seconds.
+    index_timeout: float = 300.0
     #: Whether calls of tools that need approval ask (see :mod:`ipyassistant.approval`);
     #: ``None``: ``IPYASSISTANT_APPROVE``, else ``"ask"``.
     approve: Literal["ask", "always", "never"] | None = None
@@ -128,11 +153,22 @@ class Assistant(BaseModel, SyncContext):
     _lifecycle: Lifecycle = PrivateAttr(default=Lifecycle.LAZY)
     _depth: int = PrivateAttr(default=0)
     _lock: asyncio.Lock | None = PrivateAttr(default=None)
+    #: The vector store of ``files`` while the assistant exists on the server.
+    _indexed: IndexedFiles | None = PrivateAttr(default=None)
 
     @field_validator("tools", mode="before")
     @classmethod
     def _as_tools(cls, tools: Iterable[Any]) -> list[Tool]:
         return as_tools(tools)
+
+    @model_validator(mode="after")
+    def _files_need_file_search(self) -> Assistant:
+        if self.files and not any(isinstance(tool, FileSearchTool) for tool in self.tools):
+            raise ValueError(
+                "files are searched by the FileSearch tool: add it, "
+                "Assistant(tools=[FileSearch, ...], files=[...])"
+            )
+        return self
 
     def model_post_init(self, context: Any, /) -> None:
         if self.id is not None:
@@ -163,6 +199,7 @@ class Assistant(BaseModel, SyncContext):
         event_handler_kwargs: Mapping[str, Any] | None = None,
         code_interpreter_files: Iterable[FileInput] | None = None,
         image_files: Iterable[FileInput] | None = None,
+        attachments: Iterable[FileInput] | None = None,
         **run_kwargs: Any,
     ) -> Run:
         """Say ``message`` on ``thread`` (default: ``default_thread``) and run the assistant.
@@ -172,7 +209,10 @@ class Assistant(BaseModel, SyncContext):
         ``event_handler_class=None`` shows nothing; ``event_handler_kwargs=dict(
         print_messages=False)`` or ``dict(print_steps=False)`` print less). Files are uploaded:
         ``code_interpreter_files`` attached for the code interpreter, ``image_files`` shown to
-        the model. ``run_kwargs`` go to :class:`Run`. Returns the finished run.
+        the model, ``attachments`` put in the thread's vector store for file search (and
+        attached for the code interpreter too when the assistant has it; the run gets
+        ``FileSearch`` if the assistant lacks it). ``run_kwargs`` go to :class:`Run`. Returns
+        the finished run.
         """
         # Not on the portal: awaited, this runs in the awaiting thread, where a notebook view
         # must be displayed (through say(), _choose_handler_in_caller chose there already).
@@ -184,6 +224,7 @@ class Assistant(BaseModel, SyncContext):
             handler_kwargs,
             code_interpreter_files,
             image_files,
+            attachments,
             run_kwargs,
         )
 
@@ -198,6 +239,7 @@ class Assistant(BaseModel, SyncContext):
         event_handler_kwargs: Mapping[str, Any] | None,
         code_interpreter_files: Iterable[FileInput] | None,
         image_files: Iterable[FileInput] | None,
+        attachments: Iterable[FileInput] | None,
         run_kwargs: dict[str, Any],
     ) -> Run:
         thread = self.default_thread if thread is None else thread
@@ -208,9 +250,17 @@ class Assistant(BaseModel, SyncContext):
             event_handler_kwargs=event_handler_kwargs,
             **run_kwargs,
         )
+        attached = list(attachments or ())
+        tools = run.effective_tools()
+        if attached and not any(isinstance(tool, FileSearchTool) for tool in tools):
+            run.additional_tools.append(FileSearch)  # attached to be searched: search them
         run.request()  # instructions and tools are checked before anything reaches the server
         user_message = await thread.add_async(
-            message, code_interpreter_files=code_interpreter_files, image_files=image_files
+            message,
+            code_interpreter_files=code_interpreter_files,
+            image_files=image_files,
+            attachments=attached,
+            attachment_tools=attachment_tools(tools),
         )
         run.add_preamble(user_message)
         return await run.execute_async()
@@ -264,8 +314,19 @@ class Assistant(BaseModel, SyncContext):
     async def _create(self, lifecycle: Lifecycle) -> None:
         params = self._create_params()  # a template error comes before the request
         api = await client()
-        created = await api.beta.assistants.create(**params)
+        indexed = None
+        if self.files:
+            indexed = await index_files(api, self.files, f"{self.name}: files", self.index_timeout)
+            params["tool_resources"] = with_store(params.get("tool_resources"), indexed.store_id)
+        try:
+            created = await api.beta.assistants.create(**params)
+        except BaseException:
+            if indexed is not None:
+                with contextlib.suppress(openai.APIError):  # the first error is the one to see
+                    await delete_store(api, indexed)
+            raise
         self.id = created.id
+        self._indexed = indexed
         self._lifecycle = lifecycle
 
     async def _delete(self) -> None:
@@ -275,6 +336,9 @@ class Assistant(BaseModel, SyncContext):
             await api.beta.assistants.delete(self.id)
         self.id = None
         self._lifecycle = Lifecycle.LAZY
+        indexed, self._indexed = self._indexed, None
+        if indexed is not None:
+            await delete_store(api, indexed)
 
     @on_portal
     async def create_async(self) -> Assistant:

@@ -7,7 +7,8 @@ Misuse (fix the calling code) is kept apart from the state of the server's objec
     │   ├── LifecycleError      create() on a created object, delete() before create(), …
     │   ├── InstructionsError   the instructions template does not render
     │   └── ToolDefinitionError a function cannot become a tool (every problem listed)
-    └── ThreadBusyError         the thread has an active run (``run_id`` names it)
+    ├── ThreadBusyError         the thread has an active run (``run_id`` names it)
+    └── FileIndexingError       files for file search failed to index, or took too long
 
 Errors of the server or the connection are the ``openai`` SDK's own (``openai.APIError`` and
 its subclasses), passed through unchanged.
@@ -21,10 +22,12 @@ Not errors:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
     "EndRun",
+    "FileIndexingError",
     "InstructionsError",
     "IpyassistantError",
     "LifecycleError",
@@ -90,6 +93,29 @@ class ThreadBusyError(IpyassistantError):
             return None
         found = _RUN_ID.search(message)
         return cls(thread_id, found.group(1) if found else None, action)
+
+
+class FileIndexingError(IpyassistantError):
+    """Files for file search could not be indexed (``failed``: name, code and message of each),
+    or were still being indexed when the wait ended (``pending``: their names)."""
+
+    def __init__(
+        self,
+        failed: Sequence[tuple[str, str, str]],
+        pending: Sequence[str],
+        timeout: float | None = None,
+    ):
+        self.failed = list(failed)
+        self.pending = list(pending)
+        problems = [f"{name}: {code}: {message}" for name, code, message in self.failed]
+        if self.pending:
+            problems.append(
+                f"still being indexed after {timeout:g} s: {', '.join(self.pending)}"
+                " (an Assistant waits longer with index_timeout=SECONDS)"
+            )
+        super().__init__("file search cannot use these files:\n" + "\n".join(
+            f"- {problem}" for problem in problems
+        ))
 
 
 class EndRun(Exception):

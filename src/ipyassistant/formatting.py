@@ -132,7 +132,12 @@ def _tool_call(call: Any, images: Mapping[str, Path]) -> list[RenderableType]:
                 parts.append(_image_line(output.image.file_id, images))
         return parts
     if call.type == "file_search":
-        return [Text("🔎 file search", style="bold cyan")]
+        found = call.file_search
+        query = getattr(found, "query", None)  # this server's addition to the step object
+        parts = [Text.assemble(("🔎 file search", "bold cyan"), (f"  {query}" if query else "", ""))]
+        for result in found.results or []:
+            parts.append(Text(f"{result.file_name}  score {result.score:.2f}", style="dim"))
+        return parts
     return [Text(f"tool call {call.type}", style="bold cyan")]
 
 

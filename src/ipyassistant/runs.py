@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import openai
 from openai import AssistantEventHandler, AsyncAssistantEventHandler
@@ -46,14 +46,24 @@ from .formatting import image_file_ids
 from .images import Image
 from .instructions import render_instructions
 from .settings import unretried
-from .tools import CodeInterpreterTool, FunctionTool, Tool, as_tools, function_tool
+from .tools import (
+    CodeInterpreterTool,
+    FileSearchTool,
+    FunctionTool,
+    Tool,
+    as_tools,
+    function_tool,
+)
 
 if TYPE_CHECKING:
     from .assistants import Assistant
     from .threads import Thread
 
 # TERMINAL_STATUSES is defined with the polling that waits for them, and belongs to this API.
-__all__ = ["TERMINAL_STATUSES", "Run"]
+__all__ = ["SEARCH_RESULTS_CONTENT", "TERMINAL_STATUSES", "Run"]
+
+#: What a run with file search asks to ``include``: the text of the chunks its searches found.
+SEARCH_RESULTS_CONTENT: Final = "step_details.tool_calls[*].file_search.results[*].content"
 
 #: How long a cancelled run may take to reach ``cancelled`` before we stop waiting.
 CANCEL_DEADLINE_SECONDS = 30.0
@@ -183,6 +193,9 @@ class Run:
         tools = self.effective_tools()
         if tools or self.tools is not None:
             request["tools"] = [tool.spec() for tool in tools]
+        if any(isinstance(tool, FileSearchTool) for tool in tools):
+            # The chunks found, so that the views can show them and quote them as sources.
+            request.setdefault("include", [SEARCH_RESULTS_CONTENT])
         if self.tool_choice is not None:
             request["tool_choice"] = _tool_choice(self.tool_choice)
         if self.assistant.response_format is not None and "response_format" not in request:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import openai
 from openai import AsyncAssistantEventHandler
-from openai.types import FileObject
 from openai.types.beta.threads import Message
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from . import _hooks
+from ._files import FileInput, attachment_list, upload
 from ._portal import SyncContext, client, on_portal, sync_twin
 from .exceptions import LifecycleError, ThreadBusyError
 from .runs import Run
@@ -24,10 +22,6 @@ if TYPE_CHECKING:
     from .assistants import Assistant
 
 __all__ = ["FileInput", "Thread"]
-
-#: A file to attach: a path, or a file already uploaded (an SDK ``FileObject``).
-FileInput = str | os.PathLike[str] | FileObject
-
 
 class Thread(BaseModel, SyncContext):
     """A conversation: user messages, and what assistants answered in runs.
@@ -125,28 +119,35 @@ class Thread(BaseModel, SyncContext):
         message: str,
         code_interpreter_files: Iterable[FileInput] | None = None,
         image_files: Iterable[FileInput] | None = None,
+        attachments: Iterable[FileInput] | None = None,
+        attachment_tools: Iterable[str] = ("file_search",),
     ) -> Message:
-        """Add a user message; files are uploaded and attached (for the code interpreter) or
-        shown (images). Returns the SDK message. Raises ThreadBusyError while a run is active.
+        """Add a user message; files are uploaded (paths) and attached, or shown (images).
+
+        ``attachments`` (paths, uploaded files or file ids) are attached for
+        ``attachment_tools``: by default for file search, which puts them in the thread's
+        vector store (the server indexes them; a run waits for that). ``code_interpreter_files``
+        are attached for the code interpreter. Returns the SDK message. Raises ThreadBusyError
+        while a run is active.
         """
         api = await client()
-        code_files = [await _upload(api, f, "assistants") for f in code_interpreter_files or ()]
-        images = [await _upload(api, f, "vision") for f in image_files or ()]
+        code_files = [(await upload(api, f, "assistants"))[0] for f in code_interpreter_files or ()]
+        searched = [(await upload(api, f, "assistants"))[0] for f in attachments or ()]
+        images = [(await upload(api, f, "vision"))[0] for f in image_files or ()]
         content: str | list[dict[str, Any]] = message
         if images:
             content = [{"type": "text", "text": message}] + [
                 {"type": "image_file", "image_file": {"file_id": image}} for image in images
             ]
-        attachments = [
-            {"file_id": file_id, "tools": [{"type": "code_interpreter"}]} for file_id in code_files
-        ]
+        attached = attachment_list(code_files, ["code_interpreter"])
+        attached += attachment_list(searched, attachment_tools)
         thread_id = await self.ensure_created()
         try:
             return await unretried(api).beta.threads.messages.create(
                 thread_id,
                 role="user",
                 content=content,  # type: ignore[arg-type]
-                attachments=attachments or openai.omit,  # type: ignore[arg-type]
+                attachments=attached or openai.omit,  # type: ignore[arg-type]
             )
         except openai.BadRequestError as exc:
             busy = ThreadBusyError.from_api_error(exc, thread_id, "add a message to")
@@ -211,10 +212,3 @@ class Thread(BaseModel, SyncContext):
         return await run.execute_async()
 
     run: ClassVar = sync_twin(run_async)
-
-
-async def _upload(api: openai.AsyncOpenAI, file: FileInput, purpose: str) -> str:
-    if isinstance(file, FileObject):
-        return file.id
-    uploaded = await api.files.create(file=Path(file), purpose=purpose)  # type: ignore[arg-type]
-    return uploaded.id

@@ -15,7 +15,7 @@ export interface OpsFixture {
   final: ViewState;
 }
 
-export const OPS_FIXTURES = ["text", "tool_round_trip", "code_interpreter", "failure", "cancel"];
+export const OPS_FIXTURES = ["text", "tool_round_trip", "code_interpreter", "failure", "cancel", "file_search"];
 
 export function opsFixture(name: string): OpsFixture {
   return JSON.parse(readFileSync(join(DIR, `${name}.ops.json`), "utf8")) as OpsFixture;

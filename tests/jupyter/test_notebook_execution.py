@@ -76,6 +76,7 @@ def test_there_are_notebooks() -> None:
         "tools_and_endrun.ipynb",
         "code_interpreter.ipynb",
         "threads_and_lifecycle.ipynb",
+        "file_search.ipynb",
     }
     assert expected <= names
 
@@ -142,6 +143,31 @@ def test_the_executed_quickstart_keeps_each_finished_view_without_a_widget(
     assert "roll_dice" in dice and "Tool results:" in dice
     assert 'src="data:image/png;base64,' in plot
     assert views[2]["data"][VIEW_MIME]["images"]  # the plot's bytes, for the extension
+
+
+@pytest.mark.slow
+def test_the_file_search_notebook_answers_from_its_files_with_visible_citations(
+    execute: Execute,
+) -> None:
+    nb = execute(NOTEBOOKS / "file_search.ipynb")
+    views = [o["data"]["text/html"] for o in outputs(nb) if VIEW_MIME in o.get("data", {})]
+    assert len(views) == 4  # three %%assistant cells, then the thread
+    harbour, lighthouse, meeting, thread = views
+    for html, name, words in [
+        (harbour, "harbour.md", "opens at six"),
+        (lighthouse, "lighthouse.txt", "Ada Quill"),
+        (meeting, "meeting.md", "paint the lighthouse red"),
+    ]:
+        assert "File search (completed)" in html and f"{name} · score" in html
+        (reply,) = assistant_replies(html)
+        assert reply.startswith(f"From {name}:") and words in reply, reply
+        # The marker links to the source, which names the file and quotes the passage.
+        assert f'aria-label="Source 1: {name}">[1]</a>' in html
+        sources = html[html.index('<ol class="ipa-sources"') :]
+        assert name in sources and words in sources
+    assert thread.count('class="ipa-sources"') == 4  # each reply, the one said in code too
+    said = "".join(o.get("text", "") for o in outputs(nb) if o["output_type"] == "stream")
+    assert "cites file-" in said and "found harbour.md (score" in said
 
 
 @pytest.mark.slow

@@ -55,11 +55,35 @@ async def file_bytes(file_id: str) -> bytes:
 async def _history(thread: Thread, limit: int) -> tuple[ViewState, dict[str, bytes]]:
     messages = await thread.get_messages_async(limit=limit)
     state: ViewState = {**empty_state(), "items": [item_from_message(m) for m in messages]}
+    await _name_cited_files(state)
     images: dict[str, bytes] = {}
     for file_id in file_ids(state):
         with contextlib.suppress(openai.APIError):  # deleted since: shown as a placeholder
             images[file_id] = await file_bytes(file_id)
     return state, images
+
+
+async def _name_cited_files(state: ViewState) -> None:
+    """Give the citations of ``state`` their files' names: a history has no search steps to
+    take them from (see :mod:`.sources`)."""
+    citations = [
+        citation
+        for item in state["items"]
+        if item["kind"] == "message"
+        for block in item["blocks"]
+        if block["type"] == "text"
+        for citation in block.get("citations", [])
+    ]
+    if not citations:
+        return
+    api = await client()
+    names: dict[str, str] = {}
+    for file_id in dict.fromkeys(c["file_id"] for c in citations):
+        with contextlib.suppress(openai.APIError):  # deleted since: its id names it
+            names[file_id] = (await api.files.retrieve(file_id)).filename
+    for citation in citations:
+        if citation["file_id"] in names:
+            citation["file_name"] = names[citation["file_id"]]
 
 
 def load_history(thread: Thread, limit: int) -> tuple[ViewState, dict[str, bytes]]:

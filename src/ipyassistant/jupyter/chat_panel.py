@@ -62,7 +62,7 @@ from IPython.display import display, update_display
 
 from ..runs import TERMINAL_STATUSES
 from ..settings import note_model_in_views
-from ..tools import CodeInterpreterTool
+from ..tools import CodeInterpreterTool, FileSearchTool
 from . import approval
 from .chat_client import cancel_run, load_history, retrieve_run, upload
 from .chat_handler import PanelHandler
@@ -107,8 +107,8 @@ class ChatPanel(LiveWidget):
         thread: The conversation to show and continue; its last ``history_limit`` messages
             are loaded when the panel is made.
         attachments: Whether files can be attached to a message (uploaded with purpose
-            ``assistants`` and attached for the code interpreter); default: whether the
-            assistant has the code interpreter.
+            ``assistants``, and attached for file search when the assistant has it, else for
+            the code interpreter); default: whether the assistant has either tool.
         history_limit: How many of the thread's messages to show (1-100).
         context: Whether the assistant sees the kernel (the tools of ``jupyter.context``, and
             the notebook's variables in each run's instructions).
@@ -133,6 +133,8 @@ class ChatPanel(LiveWidget):
     queued = traitlets.List(traitlets.Unicode()).tag(sync=True)
     #: Whether the input box offers to attach files.
     attachments = traitlets.Bool(False).tag(sync=True)
+    #: What attached files are for (the attach button's tooltip).
+    attach_title = traitlets.Unicode("").tag(sync=True)
     #: The input box's placeholder.
     placeholder = traitlets.Unicode("").tag(sync=True)
     #: A quiet line of information (e.g. which model was chosen by default).
@@ -157,8 +159,10 @@ class ChatPanel(LiveWidget):
         self.context = context
         note_model_in_views()  # the panel, not standard error, says which model runs
         history, images = load_history(self.thread, history_limit)
+        searches = any(isinstance(t, FileSearchTool) for t in assistant.tools)
+        runs_code = any(isinstance(t, CodeInterpreterTool) for t in assistant.tools)
         if attachments is None:
-            attachments = any(isinstance(t, CodeInterpreterTool) for t in assistant.tools)
+            attachments = searches or runs_code
         placeholder = f"Message {assistant.name}… (Enter sends, Shift+Enter: new line)"
         super().__init__(
             images,
@@ -167,8 +171,11 @@ class ChatPanel(LiveWidget):
             timer_loop,
             history=history,
             attachments=attachments,
+            attach_title=_attach_title(searches, runs_code),
             placeholder=placeholder,
         )
+        #: Whether attached files go to file search (else to the code interpreter only).
+        self._search_attached = searches
         # The lock also guards the live turn, which the kernel loop's thread starts and ends.
         self._live: ViewState | None = None
         self._live_index = 0
@@ -338,12 +345,13 @@ class ChatPanel(LiveWidget):
         run_kwargs = (
             with_context(self.assistant, self.run_kwargs) if self.context else self.run_kwargs
         )
+        files = {"attachments" if self._search_attached else "code_interpreter_files": uploaded}
         await self.assistant.say_async(
             message.text,
             thread=self.thread,
             event_handler_class=PanelHandler,
             event_handler_kwargs={"panel": self},
-            code_interpreter_files=uploaded or None,
+            **files,
             **run_kwargs,
         )
 
@@ -472,6 +480,12 @@ class ChatPanel(LiveWidget):
             )
             missing, buffers = self._unsynced_images()
             self.send({"type": "snapshot", "live": live, "images": missing}, buffers)
+
+
+def _attach_title(searches: bool, runs_code: bool) -> str:
+    if searches and runs_code:
+        return "Attach files to search and for the code interpreter"
+    return "Attach files to search" if searches else "Attach files for the code interpreter"
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -147,6 +147,7 @@ def _items(steps: Iterable[Any], messages: Iterable[Any]) -> list[Item]:
 async def _thread_items(thread_id: str) -> list[Item]:
     """A thread's transcript: its messages, each run's tool calls where the run happened."""
     from .._portal import client
+    from ..runs import SEARCH_RESULTS_CONTENT
 
     api = await client()
     messages = [m async for m in api.beta.threads.messages.list(thread_id, order="asc", limit=100)]
@@ -154,7 +155,11 @@ async def _thread_items(thread_id: str) -> list[Item]:
     steps: dict[str, list[Any]] = {}
     for run in runs:
         listed = api.beta.threads.runs.steps.list(
-            run.id, thread_id=thread_id, order="asc", limit=100
+            run.id,
+            thread_id=thread_id,
+            order="asc",
+            limit=100,
+            include=[SEARCH_RESULTS_CONTENT],  # the chunks a file search found, to quote them
         )
         steps[run.id] = [step async for step in listed]
     by_run: dict[str, list[Any]] = {}

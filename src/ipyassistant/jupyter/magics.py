@@ -22,9 +22,10 @@ stops there. Its default (None) means: raise when the notebook runs unattended (
 papermill, nbconvert ``--execute``, which send their cells with ``allow_stdin`` false), not
 when a person runs the cell in JupyterLab, Notebook or VS Code.
 
-``-c``/``--context`` (or ``%config AssistantMagics.context = True``) lets the assistant see
-the kernel through the context tools of :mod:`.context`; ``%assistant fix`` asks it about the
-last error. ``AssistantMagics.approve`` is the approval policy of the magics' runs
+``--file PATH`` (repeatable) attaches files for file search: they go into the thread's vector
+store, and the run searches them. ``-c``/``--context`` (or ``%config AssistantMagics.context =
+True``) lets the assistant see the kernel through the context tools of :mod:`.context`;
+``%assistant fix`` asks it about the last error. ``AssistantMagics.approve`` is the approval policy of the magics' runs
 (:mod:`ipyassistant.approval`).
 
 Braces are left alone: IPython does not expand ``{var}`` or ``$var`` in these magics' lines
@@ -37,6 +38,7 @@ import argparse
 import contextlib
 import keyword
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import openai
@@ -116,6 +118,22 @@ def _variable(value: str, option: str) -> str:
     if not value.isidentifier() or keyword.iskeyword(value):
         raise UsageError(f"{option} needs a variable name, not {value!r}")
     return value
+
+
+def _files(values: list[str]) -> list[str]:
+    """The ``--file`` values: paths that exist (quotes taken off), or file ids (``file-…``)."""
+    files = []
+    for value in values:
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        path = Path(value).expanduser()
+        if path.is_file():
+            files.append(str(path))
+        elif value.startswith("file-"):
+            files.append(value)
+        else:
+            raise UsageError(f"--file: no file {value!r} (a path, or the id of an uploaded file)")
+    return files
 
 
 @magics_class
@@ -270,6 +288,14 @@ class AssistantMagics(Magics):
         const=True,
         help="Let the assistant see the kernel: its variables, last error and recent cells.",
     )
+    @argument(
+        "--file",
+        dest="files",
+        action="append",
+        metavar="PATH",
+        help="Attach this file for file search (repeatable): it goes into the thread's vector "
+        "store, and the assistant searches it (a file id, file-…, attaches an uploaded file).",
+    )
     @argument("-o", "--out", metavar="VAR", help="Store the Run in this variable.")
     @argument("-q", "--quiet", action="store_const", const=True, help="Show nothing while it runs.")
     @argument(
@@ -318,6 +344,8 @@ class AssistantMagics(Magics):
         fmt = args.format or self.format
         handler: DefaultHandler | None = None if quiet or fmt == "text" else DEFAULT_HANDLER
 
+        attachments = _files(args.files or [])
+
         self._record(label, thread, cells=1)
         say_kwargs: dict[str, Any] = {"event_handler_class": handler}
         chosen = views.notebook_handler(None) if handler is DEFAULT_HANDLER else None
@@ -325,6 +353,8 @@ class AssistantMagics(Magics):
         if chosen is not None:  # in a notebook: the view is on screen before the first event
             say_kwargs = {"event_handler_class": chosen[0], "event_handler_kwargs": chosen[1]}
             view = chosen[1]["view"]
+        if attachments:
+            say_kwargs["attachments"] = attachments
         try:
             run = assistant.say(message, thread=thread, **say_kwargs, **run_kwargs)
         except KeyboardInterrupt:

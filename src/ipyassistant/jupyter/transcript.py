@@ -6,7 +6,9 @@ rendered as markdown with raw HTML *escaped*, links other than http(s)/mailto/re
 dropped, and markdown images turned into plain links, since an image URL written by a model
 is a way to send data out of the notebook the moment it is shown (see
 :mod:`.transcript_markdown`, which also draws math, colours code and shows task lists).
-Images the run made (Files API files) are embedded as ``data:`` URLs from their bytes.
+Images the run made (Files API files) are embedded as ``data:`` URLs from their bytes. A
+file search shows its query and results (each found chunk in a ``<details>``), and a message's
+citations are numbered links to the sources listed under it (:mod:`.sources`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from .transcript_markdown import MARKDOWN_STYLE, link_ok, render_markdown
+from .sources import Source, cite, with_markers
+from .transcript_markdown import MARKDOWN_STYLE, link_ok, placeholder, render_markdown
 from .view_state import ViewState
+from .view_types import FileSearchItem, MessageItem
 
 __all__ = ["image_mime", "render_markdown", "transcript_html"]
 
@@ -31,6 +35,9 @@ _STYLE = """\
 .ipa-transcript pre{white-space:pre-wrap;overflow-x:auto;padding:.4em;background:rgba(127,127,127,.1)}
 .ipa-transcript .ipa-error{color:#c62828}
 .ipa-transcript img{max-width:100%}
+.ipa-transcript .ipa-sources{font-size:.9em;margin:.4em 0 0;padding-left:2em}
+.ipa-transcript .ipa-sources blockquote{margin:.2em 0;padding-left:.6em;border-left:2px solid #8886;white-space:pre-wrap}
+.ipa-transcript .ipa-source-file{font-weight:bold}
 """ + MARKDOWN_STYLE + "\n</style>"
 
 
@@ -66,24 +73,83 @@ def _error(error: Mapping[str, Any] | None) -> str:
     return f'<p class="ipa-error">{_esc(error.get("code"))}: {_esc(error.get("message"))}</p>'
 
 
-def _message(item: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
+def _message(item: MessageItem, state: ViewState, images: Mapping[str, bytes]) -> str:
     role = str(item.get("role", "assistant"))
     parts = [f'<div class="ipa-msg ipa-{_esc(role)}"><div class="ipa-role">{_esc(role)}</div>']
-    for block in item.get("blocks", []):
-        kind = block.get("type")
-        if kind == "text":
-            text = render_markdown(block.get("text", ""), breaks=role == "user")
+    cited = cite(item, state)
+    markers = [_marker(item["id"], source) for source in cited.sources]
+    for block, numbers in zip(item.get("blocks", []), cited.numbers, strict=True):
+        if block["type"] == "text":
+            citations = block.get("citations", [])
+            # Source n is markers[n - 1].
+            marked = with_markers(block["text"], citations, numbers, lambda n: placeholder(n - 1))
+            text = render_markdown(marked, breaks=role == "user", markers=markers)
             parts.append(f'<div class="ipa-text">{text}</div>')
-        elif kind == "refusal":
-            parts.append(f'<p class="ipa-error">{_esc(block.get("text"))}</p>')
-        elif kind == "image":
-            parts.append(_image(block.get("file_id", ""), images))
-        elif kind == "image_url" and link_ok(str(block.get("url", ""))):
-            url = _esc(block.get("url"))
+        elif block["type"] == "refusal":
+            parts.append(f'<p class="ipa-error">{_esc(block["text"])}</p>')
+        elif block["type"] == "image":
+            parts.append(_image(block["file_id"], images))
+        elif block["type"] == "image_url" and link_ok(str(block["url"])):
+            url = _esc(block["url"])
             parts.append(f'<p><a href="{url}" rel="noopener noreferrer">[image: {url}]</a></p>')
     if item.get("status") == "incomplete":
         parts.append("<p><em>(incomplete)</em></p>")
+    parts.append(_sources(item["id"], cited.sources))
     parts.append("</div>")
+    return "".join(parts)
+
+
+def _marker(message_id: str, source: Source) -> tuple[str, str]:
+    """A citation's number: a link to its source (``html``), or ``[n]`` (``plain``)."""
+    label = f"Source {source.number}: {source.file_name}"
+    link = (
+        f'<sup class="ipa-cite"><a href="#ipa-src-{_esc(message_id)}-{source.number}"'
+        f' aria-label="{_esc(label)}">[{source.number}]</a></sup>'
+    )
+    return link, f"[{source.number}]"
+
+
+def _sources(message_id: str, sources: list[Source]) -> str:
+    if not sources:
+        return ""
+    parts = ['<ol class="ipa-sources" aria-label="Sources">']
+    for source in sources:
+        parts.append(
+            f'<li id="ipa-src-{_esc(message_id)}-{source.number}" value="{source.number}">'
+            f'<span class="ipa-source-file">{_esc(source.file_name)}</span>'
+        )
+        if source.quote:
+            parts.append(f"<blockquote>{_esc(source.quote)}</blockquote>")
+        parts.append("</li>")
+    parts.append("</ol>")
+    return "".join(parts)
+
+
+def _file_search(item: FileSearchItem) -> str:
+    results = item["results"]
+    found = "…" if item["status"] == "in_progress" else f"{len(results)} result(s)"
+    parts = [f"<details open><summary>File search ({_esc(item['status'])}): {found}</summary>"]
+    if item["query"]:
+        parts.append(f'<p class="ipa-query">Query: <q>{_esc(item["query"])}</q></p>')
+    if item["ranker"] is not None or item["score_threshold"] is not None:
+        parts.append(
+            f'<p class="ipa-ranking">Ranker {_esc(item["ranker"] or "auto")},'
+            f" score threshold {_esc(item['score_threshold'] or 0)}</p>"
+        )
+    if results:
+        parts.append('<ol class="ipa-results">')
+        for result in results:
+            head = f"{_esc(result['file_name'] or result['file_id'])} · score {result['score']:.2f}"
+            if result["content"]:
+                parts.append(
+                    f"<li><details><summary>{head}</summary>"
+                    f"<pre>{_esc(result['content'])}</pre></details></li>"
+                )
+            else:
+                parts.append(f"<li>{head}</li>")
+        parts.append("</ol>")
+    parts.append(_error(item["error"]))
+    parts.append("</details>")
     return "".join(parts)
 
 
@@ -136,13 +202,14 @@ def transcript_html(state: ViewState, images: Mapping[str, bytes] | None = None)
     images = images or {}
     parts = [_STYLE, '<div class="ipa-transcript">']
     for item in state.get("items", []):
-        kind = item.get("kind")
-        if kind == "message":
-            parts.append(_message(item, images))
-        elif kind == "tool_call":
+        if item["kind"] == "message":
+            parts.append(_message(item, state, images))
+        elif item["kind"] == "tool_call":
             parts.append(_tool_call(item))
-        elif kind == "code":
+        elif item["kind"] == "code":
             parts.append(_code(item, images))
+        elif item["kind"] == "file_search":
+            parts.append(_file_search(item))
     parts.append(_run(state.get("run")))
     parts.append(_error(state.get("error")))
     parts.append("</div>")

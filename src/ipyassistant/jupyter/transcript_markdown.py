@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -26,7 +27,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-__all__ = ["MARKDOWN_STYLE", "extract_math", "link_ok", "render_markdown"]
+__all__ = ["MARKDOWN_STYLE", "extract_math", "link_ok", "placeholder", "render_markdown"]
 
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 
@@ -197,12 +198,30 @@ def _math_html(tex: str, display: bool) -> str:
     return f'<span class="math">\\({body}\\)</span>'
 
 
-def render_markdown(text: str, *, breaks: bool = False) -> str:
-    """Markdown to HTML with raw HTML escaped, unsafe links dropped, images made links."""
+def placeholder(number: int) -> str:
+    """What stands for ``markers[number]`` in the text given to :func:`render_markdown`.
+
+    Private-use characters: markdown leaves them alone, and no model writes them.
+    """
+    return f"\ue000{number}\ue001"
+
+
+_MARKER = re.compile("\ue000(\\d+)\ue001")
+
+
+def render_markdown(
+    text: str, *, breaks: bool = False, markers: Sequence[tuple[str, str]] = ()
+) -> str:
+    """Markdown to HTML with raw HTML escaped, unsafe links dropped, images made links.
+
+    ``markers`` are ``(html, plain)`` pairs that replace the :func:`placeholder` of their index
+    in ``text`` after the markdown pass: ``html`` in running text (a citation's link), the
+    escaped ``plain`` in code and in a tag's attributes.
+    """
     key = str(abs(hash(text)) % 10**8)
     masked, spans = extract_math(text, key)
     rendered = (_TYPED if breaks else _MD).render(masked)
-    if not spans:
+    if not spans and not markers:
         return rendered
 
     pattern = re.compile(re.escape(f"ipamath{key}z") + r"(\d+)z")
@@ -213,16 +232,25 @@ def render_markdown(text: str, *, breaks: bool = False) -> str:
     def drawn(match: re.Match[str]) -> str:
         return _math_html(*spans[int(match.group(1))])
 
-    # Math is drawn in text only: in a tag (a link's target) or in code (an indented block)
-    # the placeholder gets its source back, escaped for where it stands.
+    def marker(plain: bool) -> Callable[[re.Match[str]], str]:
+        def replace(match: re.Match[str]) -> str:
+            n = int(match.group(1))
+            if n >= len(markers):
+                return match.group(0)
+            return html.escape(markers[n][1], quote=True) if plain else markers[n][0]
+
+        return replace
+
+    # Math and markers are drawn in text only: in a tag (a link's target) or in code (an
+    # indented block) they get their source back, escaped for where they stand.
     pieces = re.split(r"(<[^>]*>)", rendered)
     in_code = 0
     for n, piece in enumerate(pieces):
+        plain = bool(n % 2 or in_code)
         if n % 2:
             in_code += piece.startswith("<code") - piece.startswith("</code")
-            pieces[n] = pattern.sub(source, piece)
-        else:
-            pieces[n] = pattern.sub(source if in_code else drawn, piece)
+        piece = pattern.sub(source if plain else drawn, piece)
+        pieces[n] = _MARKER.sub(marker(plain), piece)
     return "".join(pieces)
 
 

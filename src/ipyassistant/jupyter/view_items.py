@@ -7,13 +7,33 @@ functions here turn a run, a message or a run step into the plain items of :mod:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from .view_types import Block, MessageItem, RunInfo, ToolItem, ViewError
+from .view_types import (
+    Block,
+    Citation,
+    FileSearchItem,
+    ItemFields,
+    MessageItem,
+    RunInfo,
+    SearchResult,
+    TextBlock,
+    ToolItem,
+    ViewError,
+)
 
-__all__ = ["block_of", "error_of", "field", "item_from_message", "items_from_step", "run_info", "tool_item"]
+__all__ = [
+    "block_of",
+    "citations_of",
+    "error_of",
+    "field",
+    "item_from_message",
+    "items_from_step",
+    "run_info",
+    "search_fields",
+    "tool_item",
+]
 
 
 def field(obj: Any, key: str, default: Any = None) -> Any:
@@ -83,7 +103,12 @@ def block_of(content: Any) -> Block | None:
     """A message content part (whole or delta) as a block; None for an unknown type."""
     kind = field(content, "type")
     if kind == "text":
-        return {"type": "text", "text": field(field(content, "text"), "value", "")}
+        text = field(content, "text")
+        block: TextBlock = {"type": "text", "text": field(text, "value", "")}
+        citations = citations_of(field(text, "annotations", []))
+        if citations:
+            block["citations"] = citations
+        return block
     if kind == "refusal":
         return {"type": "refusal", "text": field(content, "refusal", "")}
     if kind == "image_file":
@@ -91,6 +116,31 @@ def block_of(content: Any) -> Block | None:
     if kind == "image_url":
         return {"type": "image_url", "url": field(field(content, "image_url"), "url", "")}
     return None
+
+
+def citations_of(annotations: Any) -> list[Citation]:
+    """The ``file_citation`` annotations of a text part (whole or delta) as citations.
+
+    Other annotations (``file_path``: a file the code interpreter saved) are not citations.
+    A delta's annotation may lack its offsets; one without a file id cites nothing.
+    """
+    citations: list[Citation] = []
+    for annotation in annotations or ():
+        if field(annotation, "type") != "file_citation":
+            continue
+        file_id = field(field(annotation, "file_citation"), "file_id")
+        if not file_id:
+            continue
+        start = int(field(annotation, "start_index", 0))
+        citations.append(
+            {
+                "text": str(field(annotation, "text", "")),
+                "start": start,
+                "end": int(field(annotation, "end_index", start)),
+                "file_id": str(file_id),
+            }
+        )
+    return citations
 
 
 def item_from_message(message: Any) -> MessageItem:
@@ -130,35 +180,70 @@ def tool_item(
             "error": None,
         }
     if kind == "file_search":
-        found = field(call, "file_search", {})
-        options = field(found, "ranking_options")
-        results = field(found, "results")
-        name = "file_search"
-        arguments = "" if options is None else _dumps(options)
-        output = None if results is None else f"{len(results)} result(s)"
-    else:
-        function = field(call, "function", {})
-        name = field(function, "name", "")
-        arguments = field(function, "arguments", "")
-        output = field(function, "output")
+        search: FileSearchItem = {
+            "kind": "file_search",
+            "id": call_id,
+            "run_id": run_id,
+            "step_id": step_id,
+            "index": index,
+            "query": None,
+            "ranker": None,
+            "score_threshold": None,
+            "results": [],
+            "status": status,
+            "error": None,
+        }
+        search.update(search_fields(field(call, "file_search", {})))
+        return search
+    function = field(call, "function", {})
     return {
         "kind": "tool_call",
         "id": call_id,
         "run_id": run_id,
         "step_id": step_id,
         "index": index,
-        "name": name,
-        "arguments": arguments,
-        "output": output,
+        "name": field(function, "name", ""),
+        "arguments": field(function, "arguments", ""),
+        "output": field(function, "output"),
         "status": status,
         "error": None,
     }
 
 
-def _dumps(value: Any) -> str:
-    if not isinstance(value, Mapping) and hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    return json.dumps(value, ensure_ascii=False)
+def search_fields(found: Any) -> ItemFields:
+    """The fields of a ``file_search`` item that a call's ``file_search`` (whole or delta) says.
+
+    ``query`` is not in the API's step object: a server that adds it (as ipyassistant's does)
+    has it shown. ``content`` is a result's text parts, joined.
+    """
+    fields: ItemFields = {}
+    query = field(found, "query")
+    if query is not None:
+        fields["query"] = str(query)
+    options = field(found, "ranking_options")
+    if options is not None:
+        fields["ranker"] = field(options, "ranker")
+        threshold = field(options, "score_threshold")
+        fields["score_threshold"] = None if threshold is None else float(threshold)
+    results = field(found, "results")
+    if results is not None:
+        fields["results"] = [_result(result) for result in results]
+    return fields
+
+
+def _result(result: Any) -> SearchResult:
+    parts = field(result, "content")
+    content = None
+    if parts is not None:
+        content = "\n".join(
+            str(field(part, "text", "")) for part in parts if field(part, "type", "text") == "text"
+        )
+    return {
+        "file_id": str(field(result, "file_id", "")),
+        "file_name": str(field(result, "file_name", "")),
+        "score": float(field(result, "score", 0.0)),
+        "content": content,
+    }
 
 
 def items_from_step(step: Any) -> list[ToolItem]:

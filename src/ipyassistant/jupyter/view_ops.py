@@ -21,6 +21,8 @@ def _copy_item(item: Item) -> Item:
         copied["blocks"] = [block.copy() for block in copied["blocks"]]
     elif copied["kind"] == "code":
         copied["images"] = list(copied["images"])
+    elif copied["kind"] == "file_search":
+        copied["results"] = [result.copy() for result in copied["results"]]
     return copied
 
 

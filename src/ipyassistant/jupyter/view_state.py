@@ -30,14 +30,18 @@ from .view_items import (
     item_from_message,
     items_from_step,
     run_info,
+    search_fields,
     tool_item,
 )
 from .view_ops import apply_ops, coalesce
 from .view_types import (
+    Citation,
+    FileSearchItem,
     Item,
     ItemFields,
     MessageItem,
     Op,
+    TextBlock,
     ToolCallItem,
     ToolItem,
     ViewState,
@@ -184,6 +188,11 @@ def _message_delta(state: ViewState, data: Any) -> list[Op]:
                 grown = current.copy()
                 grown["text"] = current["text"] + block["text"]
                 blocks[index] = grown
+            if block["type"] == "text" and block.get("citations"):
+                cited = _cite(cast(TextBlock, blocks[index]), block.get("citations", []))
+                if cited is not None:  # annotations come as deltas too (when the text is done)
+                    ops.append({"op": "block", "id": message_id, "index": index, "block": cited})
+                    blocks[index] = cited
             continue
         ops.append({"op": "block", "id": message_id, "index": index, "block": block})
         while len(blocks) < index:  # as apply_ops pads a gap
@@ -196,6 +205,13 @@ def _message_delta(state: ViewState, data: Any) -> list[Op]:
         # Fold the first delta into the new item: one op instead of several.
         return [{"op": "item", "item": {**item, "blocks": blocks}}]
     return ops
+
+
+def _cite(block: TextBlock, citations: list[Citation]) -> TextBlock | None:
+    """``block`` with the ``citations`` it does not have yet added; None when it has them all."""
+    known = block.get("citations", [])
+    new = [citation for citation in citations if citation not in known]
+    return {**block, "citations": [*known, *new]} if new else None
 
 
 def _step_delta(state: ViewState, data: Any) -> list[Op]:
@@ -217,11 +233,22 @@ def _step_delta(state: ViewState, data: Any) -> list[Op]:
             )
             ops.append({"op": "item", "item": new})
             continue
-        if field(call, "type") == "code_interpreter" or item["kind"] == "code":
+        if item["kind"] == "file_search":
+            ops.extend(_search_delta(item, field(call, "file_search")))
+        elif field(call, "type") == "code_interpreter" or item["kind"] == "code":
             ops.extend(_code_delta(item, field(call, "code_interpreter", {})))
-            continue
-        ops.extend(_function_delta(item, field(call, "function")))
+        else:
+            ops.extend(_function_delta(item, field(call, "function")))
     return ops
+
+
+def _search_delta(item: FileSearchItem, found: Any) -> list[Op]:
+    """The ops of one file search call's delta: the fields it says that changed."""
+    if found is None:
+        return []
+    before: Mapping[str, object] = item
+    fields = {key: value for key, value in search_fields(found).items() if before.get(key) != value}
+    return [{"op": "set", "id": item["id"], "fields": cast(ItemFields, fields)}] if fields else []
 
 
 def _code_delta(item: ToolItem, ci: Any) -> list[Op]:

@@ -12,9 +12,12 @@ State::
      "items": [Item, ...],        # in the order they appeared
      "error": ViewError | None}   # a stream-level ``error`` event (not a failed run)
 
-An item is a ``message``, a ``tool_call`` or a ``code`` (a code-interpreter call), told apart
-by its ``kind``. A ``file_search`` call is a ``tool_call`` item named ``file_search``. The
-run's ``message_creation`` steps make no item: the message they create is the item.
+An item is a ``message``, a ``tool_call`` (a function call), a ``code`` (a code-interpreter
+call) or a ``file_search`` call, told apart by its ``kind``. The run's ``message_creation``
+steps make no item: the message they create is the item. A text block's ``file_citation``
+annotations are its ``citations``; the views number them and list their sources under the
+message (:mod:`.sources` and ``js/sources.ts``), finding each cited chunk among the
+``file_search`` results of the same state.
 
 Ops (each names its target; an op for an unknown item is ignored by the browser, so a view
 that missed the start of a stream heals at the next whole item or snapshot)::
@@ -33,14 +36,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 __all__ = [
     "AppendOp",
     "Block",
     "BlockOp",
+    "Citation",
     "CodeItem",
     "ErrorOp",
+    "FileSearchItem",
     "ImageBlock",
     "ImageUrlBlock",
     "Item",
@@ -52,6 +57,7 @@ __all__ = [
     "RefusalBlock",
     "RunInfo",
     "RunOp",
+    "SearchResult",
     "SetOp",
     "TextBlock",
     "TextOp",
@@ -99,9 +105,24 @@ class RunInfo(TypedDict):
     error: ViewError | None
 
 
+class Citation(TypedDict):
+    """A ``file_citation`` annotation of a text block: the span it covers and the file cited."""
+
+    #: The annotated text: a marker the model wrote (``【4:0†notes.md】``) or the quoted words.
+    text: str
+    #: Character offsets of ``text`` in the block's text.
+    start: int
+    end: int
+    file_id: str
+    #: The file's name when known without a search step (a thread's history looks it up).
+    file_name: NotRequired[str]
+
+
 class TextBlock(TypedDict):
     type: Literal["text"]
     text: str
+    #: Its ``file_citation`` annotations, in order (absent when it has none).
+    citations: NotRequired[list[Citation]]
 
 
 class RefusalBlock(TypedDict):
@@ -166,10 +187,41 @@ class CodeItem(TypedDict):
     error: ViewError | None
 
 
+class SearchResult(TypedDict):
+    """One chunk a file search found: its file, its score (0 to 1) and, when asked, its text."""
+
+    file_id: str
+    file_name: str
+    score: float
+    #: The chunk's text; None unless the run asked for it
+    #: (``include[]=step_details.tool_calls[*].file_search.results[*].content``).
+    content: str | None
+
+
+class FileSearchItem(TypedDict):
+    """A ``file_search`` call: what was searched, how results were ranked, and what was found."""
+
+    kind: Literal["file_search"]
+    id: str
+    run_id: str | None
+    step_id: str | None
+    index: int
+    #: The query, when the server says it (``file_search.query``, an extension of the API's
+    #: step object, which has no query field).
+    query: str | None
+    #: ``ranking_options``: the ranker and the score threshold (None until the server says).
+    ranker: str | None
+    score_threshold: float | None
+    #: Best first; empty until the call is done.
+    results: list[SearchResult]
+    status: ItemStatus
+    error: ViewError | None
+
+
 #: The items a run step's tool calls make.
-ToolItem = ToolCallItem | CodeItem
+ToolItem = ToolCallItem | CodeItem | FileSearchItem
 #: One thing the view shows, in the order they appeared.
-Item = MessageItem | ToolCallItem | CodeItem
+Item = MessageItem | ToolCallItem | CodeItem | FileSearchItem
 
 
 class ViewState(TypedDict):
@@ -197,6 +249,10 @@ class ItemFields(TypedDict, total=False):
     code: str
     logs: str
     images: list[str]
+    query: str | None
+    ranker: str | None
+    score_threshold: float | None
+    results: list[SearchResult]
     error: ViewError | None
 
 
