@@ -93,6 +93,9 @@ export function cite(item: MessageItem, found: FileSearchItem[]): Cited {
   return { sources, numbers };
 }
 
+/** Closing quote marks a citation's number is put after. */
+const CLOSING_QUOTES = "\"'”’»";
+
 /** `text` with `marker(number)` where each citation is; bad offsets put it at the end. */
 export function withMarkers(text: string, citations: Citation[], numbers: number[], marker: (n: number) => string): string {
   // Offsets are in characters (code points), as the server counts them.
@@ -107,9 +110,12 @@ export function withMarkers(text: string, citations: Citation[], numbers: number
       continue;
     }
     const span = chars.slice(c.start, c.end).join("");
-    const keep = isMarker(span) ? c.start : c.end;
+    let end = c.end;
+    // A quotation's number follows its closing quote mark: "...".[1], not "...[1]".
+    if (!isMarker(span)) while (end < chars.length && CLOSING_QUOTES.includes(chars[end])) end++;
+    const keep = isMarker(span) ? c.start : end;
     out.push(chars.slice(copied, keep).join("") + marker(n));
-    copied = c.end;
+    copied = end;
   }
   out.push(chars.slice(copied).join(""));
   return out.join("") + trailing.join("");

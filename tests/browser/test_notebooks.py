@@ -74,7 +74,7 @@ def run_notebook(page: Page, lab: Lab, name: str) -> list[str]:
 def open_card(card: Locator) -> None:
     """Open a tool card (finished cards are closed) by clicking its summary, as a user would."""
     if card.get_attribute("open") is None:
-        card.locator("summary").click()
+        card.locator(":scope > summary").click()
     expect(card).to_have_attribute("open", "")
 
 
@@ -209,6 +209,40 @@ def test_chat_panel_sends_an_attached_file_to_the_code_interpreter(lab: Lab, pag
     expect(turn.locator(".ipa-code .ipa-logs")).to_have_text(content)
     expect(turn.locator(".ipa-run .ipa-badge")).to_have_text("completed")
     shot(panel, "chat_panel-5-attachment")
+
+
+def test_file_search_answers_with_visible_citations(lab: Lab, page: Page) -> None:
+    sources = run_notebook(page, lab, "file_search.ipynb")
+
+    # The search: its query, and the passage found, opened as a user would.
+    asked = cell(page, sources, r"^%%assistant librarian\nWhen does the harbour open")
+    search = asked.locator("details.ipa-card.ipa-file_search").first
+    search.scroll_into_view_if_needed()
+    expect(search.locator(".ipa-query")).to_have_text("When does the harbour open?", timeout=LONG)
+    open_card(search)
+    result = search.locator(".ipa-result").first
+    expect(result.locator(".ipa-result-file")).to_have_text("harbour.md")
+    result.locator("summary").click()  # the passage's own disclosure
+    expect(result.locator(".ipa-chunk-text")).to_contain_text("The harbour opens at six")
+
+    # The reply quotes it; its marker is a link to the source under the reply.
+    reply = asked.locator(".ipa-msg.ipa-role-assistant").last
+    expect(reply).to_contain_text('From harbour.md: "The harbour opens at six in the morning."[1]')
+    marker = reply.get_by_role("link", name="Source 1: harbour.md")
+    expect(marker).to_have_text("[1]")
+    source = reply.locator(".ipa-sources .ipa-source").first
+    expect(source.locator(".ipa-source-file")).to_have_text("harbour.md")
+    expect(source.locator(".ipa-source-quote")).to_contain_text("The harbour opens at six")
+    marker.click()
+    expect(source).to_be_focused()
+    shot(asked, "file_search-1-cited-reply")
+
+    # A file attached to the message is searched too.
+    attached = cell(page, sources, r"--file meeting\.md")
+    reply = attached.locator(".ipa-msg.ipa-role-assistant").last
+    expect(reply).to_contain_text("From meeting.md", timeout=LONG)
+    expect(reply.get_by_role("link", name="Source 1: meeting.md")).to_be_visible()
+    shot(attached, "file_search-2-attached-file")
 
 
 def _execution_counts(page: Page) -> list[Any]:

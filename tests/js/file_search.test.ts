@@ -139,6 +139,15 @@ describe("citations", () => {
     expect(withMarkers(text, citations, [1, 2], (n) => `<${n}>`)).toBe("😀 six<1><2>");
   });
 
+  it("put a quotation's number after its closing quote mark", () => {
+    const text = 'From a.md: "Opens at six." Then “more”.';
+    const citations: Citation[] = [
+      { text: "Opens at six.", start: 12, end: 25, file_id: "f" },
+      { text: "more", start: 33, end: 37, file_id: "g" },
+    ];
+    expect(withMarkers(text, citations, [1, 2], (n) => `[${n}]`)).toBe('From a.md: "Opens at six."[1] Then “more”[2].');
+  });
+
   it("quote a long chunk around the cited words", () => {
     const chunk = `${"a".repeat(1000)} the words ${"b".repeat(1000)}`;
     const quoted = excerpt(chunk, "the words", 100);

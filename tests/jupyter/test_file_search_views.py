@@ -258,6 +258,16 @@ def test_markers_follow_quoted_words_and_bad_offsets_go_to_the_end() -> None:
     assert with_markers("Opens at six.", citations, [1, 2], lambda n: f"<{n}>") == "Opens at six<1>.<2>"
 
 
+def test_a_quotations_number_follows_its_closing_quote_mark() -> None:
+    text = 'From a.md: "Opens at six." Then “more”.'
+    citations: list[Citation] = [
+        {"text": "Opens at six.", "start": 12, "end": 25, "file_id": "f"},
+        {"text": "more", "start": 33, "end": 37, "file_id": "g"},
+    ]
+    marked = with_markers(text, citations, [1, 2], lambda n: f"[{n}]")
+    assert marked == 'From a.md: "Opens at six."[1] Then “more”[2].'
+
+
 def test_the_transcript_keeps_the_search_and_links_markers_to_the_sources() -> None:
     state, _ = fold(conversation())
     html = transcript_html(state)

@@ -100,6 +100,10 @@ def cite(item: MessageItem, state: ViewState) -> Cited:
     return Cited(sources, numbers)
 
 
+#: Closing quote marks a citation's number is put after.
+CLOSING_QUOTES = "\"'”’»"
+
+
 def with_markers(
     text: str, citations: Sequence[Citation], numbers: Sequence[int], marker: Callable[[int], str]
 ) -> str:
@@ -119,6 +123,9 @@ def with_markers(
         if is_marker(text[start:end]):
             out.append(text[copied:start] + marker(number))
         else:
+            # A quotation's number follows its closing quote mark: "...".[1], not "...[1]".
+            while end < len(text) and text[end] in CLOSING_QUOTES:
+                end += 1
             out.append(text[copied:end] + marker(number))
         copied = end
     out.append(text[copied:])
