@@ -41,6 +41,7 @@ from .code_runner import CodeOutput
 from .config import ServerConfig
 from .errors import NotFound
 from .files import FileStore
+from .kernel import Stat, scan_files
 from .kernels import KernelPool
 from .store import Store, Tx, new_id
 
@@ -301,22 +302,9 @@ class _Workspace:
             self.used = True
             self._save()
 
-    def scan_outputs(self) -> dict[str, tuple[int, int]]:
+    def scan_outputs(self) -> dict[str, Stat]:
         """The output folder's files: relative path -> (size, mtime in ns); hidden ones skipped."""
-        found: dict[str, tuple[int, int]] = {}
-        top = self.root / OUTPUT_DIR
-        for folder, dirs, names in os.walk(top):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in names:
-                if name.startswith("."):
-                    continue
-                path = Path(folder, name)
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue
-                found[path.relative_to(self.root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
-        return found
+        return scan_files(self.root / OUTPUT_DIR, self.root)
 
     def _save(self) -> None:
         self.record.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +383,7 @@ async def _input_files(run: dict[str, Any], tx: Tx) -> list[tuple[str, str]]:
     return found
 
 
-def _changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+def _changed(before: dict[str, Stat], after: dict[str, Stat]) -> list[str]:
     return sorted(path for path, stat in after.items() if before.get(path) != stat)
 
 

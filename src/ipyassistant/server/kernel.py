@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -50,11 +50,15 @@ __all__ = [
     "Kernel",
     "KernelStartError",
     "OutputHook",
+    "PooledKernel",
+    "Stat",
     "describe_exit",
     "kernel_env",
     "kernel_files",
     "kernel_specs",
     "new_manager",
+    "run_quietly",
+    "scan_files",
     "shut_down",
     "spawn",
     "start_error",
@@ -62,6 +66,8 @@ __all__ = [
 
 log = logging.getLogger("ipyassistant.server")
 
+#: A file's size and modification time (in ns): what tells a changed file from the same one.
+Stat = tuple[int, int]
 #: Receives each output message of an execution: its ``msg_type`` and ``content``.
 OutputHook = Callable[[str, dict[str, Any]], None]
 
@@ -211,6 +217,24 @@ def kernel_files(runtime: Path) -> Path:
     return files
 
 
+def scan_files(top: Path, base: Path) -> dict[str, Stat]:
+    """The files under ``top`` (hidden ones and hidden folders skipped): their paths relative to
+    ``base``, with ``/``, and their size and modification time in ns."""
+    found: dict[str, Stat] = {}
+    for folder, dirs, names in os.walk(top):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = Path(folder, name)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found[path.relative_to(base).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
 def new_manager(specs: KernelSpecManager, files: Path) -> AsyncKernelManager:
     """The manager of a new kernel whose connection file (and sockets) are in ``files``."""
     options: dict[str, Any] = {"connection_file": str(files / "kernel.json")}
@@ -254,19 +278,123 @@ async def shut_down(manager: AsyncKernelManager, client: AsyncKernelClient | Non
         shutil.rmtree(_log_path(manager).parent, ignore_errors=True)
 
 
-@dataclass(eq=False)
-class Kernel:
-    """A started kernel: its manager, the client speaking to it, and when it was last used."""
+class PooledKernel(Protocol):
+    """What the pool (:mod:`.kernels`) needs of a kernel, wherever it runs.
 
-    manager: AsyncKernelManager
-    client: AsyncKernelClient
+    :class:`Kernel` is a local process; :class:`.gateway.GatewayKernel` runs on a Jupyter
+    Kernel (or Enterprise) Gateway.
+    """
+
+    #: The local process id, or 0 (a kernel on a gateway has none here).
     pid: int
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float
+
+    async def start(self, timeout: float) -> None:
+        """Start the kernel and wait until it answers; raises :class:`KernelStartError`."""
+        ...
+
+    async def is_alive(self) -> bool: ...
+
+    async def death(self) -> str:
+        """Why the kernel is gone, after a verb: ``died (exit code 3)``."""
+        ...
+
+    async def execute(self, code: str, *, silent: bool = False) -> str:
+        """Send an execute request; returns its message id (outputs come from :meth:`collect`)."""
+        ...
 
     async def collect(
         self, msg_id: str, seconds: float, on_output: OutputHook | None
     ) -> Literal["idle", "timeout", "died"]:
         """Pass the execution's output on until the kernel is idle, dies or time is up."""
+        ...
+
+    async def interrupt(self) -> None: ...
+
+    async def enter(self, workdir: Path, timeout: float) -> None:
+        """Make a new kernel work in the thread's directory ``workdir`` (its files included)."""
+        ...
+
+    async def send_files(self, workdir: Path, timeout: float) -> None:
+        """Before an execution: give the kernel the files of ``workdir`` it does not have."""
+        ...
+
+    async def fetch_files(self, workdir: Path, timeout: float) -> None:
+        """After an execution: bring what the code saved in ``output/`` into ``workdir``."""
+        ...
+
+    async def close(self) -> None:
+        """Shut the kernel down and free what it holds; never raises an ``Exception``."""
+        ...
+
+
+async def run_quietly(kernel: PooledKernel, code: str, timeout: float, doing: str) -> str:
+    """Run the server's own ``code`` silently (no history, nothing shown); returns its stdout.
+
+    Raises :class:`KernelStartError`, saying what it was ``doing``, when the code fails, the
+    kernel dies or time is up.
+    """
+    msg_id = await kernel.execute(code, silent=True)
+    out: list[str] = []
+    errors: list[str] = []
+
+    def on_output(kind: str, content: dict[str, Any]) -> None:
+        if kind == "stream" and content.get("name") == "stdout":
+            out.append(str(content.get("text", "")))
+        elif kind == "error":
+            errors.append(f"{content.get('ename')}: {content.get('evalue')}")
+
+    state = await kernel.collect(msg_id, timeout, on_output)
+    if state != "idle" or errors:
+        detail = errors[0] if errors else {"timeout": "timed out", "died": "the kernel died"}[state]
+        raise KernelStartError(f"The kernel could not {doing}: {detail}")
+    return "".join(out)
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A local kernel process: its manager, the client speaking to it, when it was last used.
+
+    Its working directory is on the server's disk, so files need no sending.
+    """
+
+    manager: AsyncKernelManager
+    env: dict[str, str]
+    #: The Python named in errors when the kernel cannot start.
+    python: str
+    client: AsyncKernelClient | None = None
+    pid: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    async def start(self, timeout: float) -> None:
+        try:
+            await spawn(self.manager, self.env)
+            self.client = self.manager.client()
+            self.client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+            await self.client.wait_for_ready(timeout=timeout)
+        except Exception as exc:
+            raise start_error(self.manager, self.python, exc) from exc
+        self.pid = int(getattr(self.manager.provisioner, "pid", 0) or 0)
+
+    async def is_alive(self) -> bool:
+        return bool(await self.manager.is_alive())
+
+    async def death(self) -> str:
+        provisioner = self.manager.provisioner
+        code = None if provisioner is None else await provisioner.poll()
+        return f"died ({describe_exit(code)})"
+
+    async def execute(self, code: str, *, silent: bool = False) -> str:
+        assert self.client is not None
+        await self._drain_replies()
+        return str(
+            self.client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        )
+
+    async def collect(
+        self, msg_id: str, seconds: float, on_output: OutputHook | None
+    ) -> Literal["idle", "timeout", "died"]:
+        assert self.client is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
@@ -288,32 +416,28 @@ class Kernel:
             elif on_output is not None:
                 on_output(kind, msg["content"])
 
-    async def exit_code(self) -> int | None:
-        """The process's exit code, or None while it runs (or when unknown)."""
-        provisioner = self.manager.provisioner
-        return None if provisioner is None else await provisioner.poll()
+    async def interrupt(self) -> None:
+        await self.manager.interrupt_kernel()
 
     async def enter(self, workdir: Path, timeout: float) -> None:
-        """Move a new kernel into the thread's working directory."""
         code = f"import os as _os\n_os.chdir({str(workdir)!r})\ndel _os"
-        msg_id = self.client.execute(code, silent=True, store_history=False)
-        errors: list[str] = []
+        await run_quietly(self, code, timeout, f"enter {workdir}")
 
-        def on_output(kind: str, content: dict[str, Any]) -> None:
-            if kind == "error":
-                errors.append(f"{content.get('ename')}: {content.get('evalue')}")
+    async def send_files(self, workdir: Path, timeout: float) -> None:
+        """Nothing to send: the kernel works in ``workdir`` itself."""
 
-        state = await self.collect(msg_id, timeout, on_output)
-        if state != "idle" or errors:
-            raise KernelStartError(
-                f"The kernel could not enter {workdir}: {errors[0] if errors else state}"
-            )
+    async def fetch_files(self, workdir: Path, timeout: float) -> None:
+        """Nothing to fetch: the code saved its files in ``workdir`` itself."""
 
-    async def drain_replies(self) -> None:
+    async def close(self) -> None:
+        await shut_down(self.manager, self.client)
+
+    async def _drain_replies(self) -> None:
         """Drop execute replies already received (the iopub status told us all we use).
 
         Without this they would pile up in the shell socket; waiting for each right after its
         execution would cost a round trip, so they are dropped before the next one instead.
         """
+        assert self.client is not None
         while await self.client.shell_channel.msg_ready():
             await self.client.get_shell_msg(timeout=0)
