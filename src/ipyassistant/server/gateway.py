@@ -55,6 +55,9 @@ _MAX_FETCH_BYTES = 512 << 20
 #: How often a kernel silent while an execution waits is looked up on the gateway.
 _POLL_SECONDS = 2.0
 _PROTOCOL = "5.3"
+#: How often a kernel's shutdown is asked for, half a second apart, before it is left to the
+#: gateway's culling.
+_DELETE_ATTEMPTS = 10
 
 # The server's own code, run in the kernel as ``exec(SOURCE, {arguments})``: its names stay in
 # that dictionary, out of the kernel's variables. Each prints its answer as JSON.
@@ -101,6 +104,14 @@ with open(os.path.join(root, path), 'rb') as f:
 """
 
 
+class GatewayError(KernelStartError):
+    """The gateway answered with an HTTP error ``status``."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 class Gateway:
     """A gateway's address, token and the kernel spec to ask for; speaks its REST API."""
 
@@ -136,20 +147,20 @@ class Gateway:
             raise self.refusal(response.status_code, response.reason_phrase, response.text)
         return response.json() if response.content else {}
 
-    def refusal(self, status: int, reason: str, text: str = "") -> KernelStartError:
+    def refusal(self, status: int, reason: str, text: str = "") -> GatewayError:
         """The error for an HTTP error status from the gateway."""
         if status in (401, 403):
-            return KernelStartError(
+            return GatewayError(
                 f"The kernel gateway at {self.url} refused the server's token (HTTP {status} "
-                f"{reason}): check IPYASSISTANT_KERNEL_GATEWAY_TOKEN."
+                f"{reason}): check IPYASSISTANT_KERNEL_GATEWAY_TOKEN.",
+                status,
             )
         try:
             detail = json.loads(text).get("message") or text
         except (ValueError, AttributeError):
             detail = text
-        return KernelStartError(
-            f"The kernel gateway at {self.url} answered HTTP {status} {reason}: {detail}"[:2000]
-        )
+        message = f"The kernel gateway at {self.url} answered HTTP {status} {reason}: {detail}"
+        return GatewayError(message[:2000], status)
 
     async def connect(self, kernel_id: str, session: str) -> WebSocketClientConnection:
         """The kernel's websocket (``/api/kernels/{id}/channels``)."""
@@ -246,7 +257,9 @@ class GatewayKernel:
         try:
             await self.gateway.request("POST", f"/api/kernels/{self.kernel_id}/interrupt", {})
         except KernelStartError:
-            log.warning("could not interrupt kernel %s on the gateway", self.kernel_id, exc_info=True)
+            log.warning(
+                "could not interrupt kernel %s on the gateway", self.kernel_id, exc_info=True
+            )
 
     async def close(self) -> None:
         try:
@@ -255,9 +268,23 @@ class GatewayKernel:
             if self._ws is not None:
                 self._ws.close()
             if self.kernel_id is not None:
-                await self.gateway.request("DELETE", f"/api/kernels/{self.kernel_id}")
+                await self._delete()
         except Exception:
-            log.warning("could not shut kernel %s down on the gateway", self.kernel_id, exc_info=True)
+            log.warning(
+                "could not shut kernel %s down on the gateway", self.kernel_id, exc_info=True
+            )
+
+    async def _delete(self) -> None:
+        """``DELETE`` the kernel, again while the gateway fails to: jupyter_client's kernel
+        manager cannot shut down a kernel it is restarting (after its process died)."""
+        for attempt in range(_DELETE_ATTEMPTS):
+            try:
+                await self.gateway.request("DELETE", f"/api/kernels/{self.kernel_id}")
+                return
+            except GatewayError as exc:
+                if exc.status < 500 or attempt == _DELETE_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(0.5)
 
     # -- executing ------------------------------------------------------------------------
 

@@ -25,6 +25,12 @@ in a notebook, and works in the thread's own directory. The pool around them:
   :mod:`.sandbox`), its thread's directory bound inside when it starts. A kernel is therefore
   started for its thread, and no warm kernels are kept: a thread's first execution waits for a
   kernel to start (about a second).
+- **Gateway.** With a :class:`~.gateway.Gateway` the kernels (warm ones too) are started on a
+  Jupyter Kernel or Enterprise Gateway instead, and no process is started here; the limits
+  above hold, applied through the gateway (interrupts and shutdowns are its REST calls), except
+  the memory cap and the sandbox, which are the gateway's to apply. The thread's directory is
+  sent into a kernel when it enters it, new files before each execution, and what the code
+  saved in ``output/`` comes back after it.
 """
 
 from __future__ import annotations
@@ -297,9 +303,7 @@ class KernelPool:
 
     # -- which kernel ---------------------------------------------------------------------
 
-    async def _kernel_for(
-        self, thread_id: str, workdir: Path
-    ) -> tuple[PooledKernel, Execution]:
+    async def _kernel_for(self, thread_id: str, workdir: Path) -> tuple[PooledKernel, Execution]:
         """The thread's kernel, or a new one; called with the thread's lock held."""
         kernel = self._threads.get(thread_id)
         if kernel is not None:
@@ -417,7 +421,8 @@ class KernelPool:
                 specs = kernel_specs(self._bwrap.python, self.memory_mb, wrapper)
                 env, python = sandbox_env(workdir), self._bwrap.python
             else:
-                specs, env, python = kernel_specs(self.python, self.memory_mb), self._env, self.python
+                specs = kernel_specs(self.python, self.memory_mb)
+                env, python = self._env, self.python
             kernel = Kernel(new_manager(specs, files), env, python)
         self._kernels.add(kernel)
         try:
@@ -435,7 +440,9 @@ class KernelPool:
             await kernel.send_files(workdir, self.start_timeout)
         except (KernelStartError, OSError) as exc:
             await self._discard(thread_id, kernel, f"could not receive the thread's files ({exc})")
-            raise KernelStartError(f"Could not send the thread's files into its kernel: {exc}") from exc
+            raise KernelStartError(
+                f"Could not send the thread's files into its kernel: {exc}"
+            ) from exc
 
     async def _fetch_files(self, kernel: PooledKernel, workdir: Path, result: Execution) -> None:
         """Bring back what the code saved; on failure the execution's notes say so."""
