@@ -244,7 +244,9 @@ def test_a_crashed_kernel_is_reported_and_replaced(on_gateway, gateway):
     first = getattr(pool_of(running)._threads[thread.id], "kernel_id", None)
     _, call = execute(client, coder.id, thread.id, "import os\nos._exit(1)")
     assert "kernel died" in logs_of(call), logs_of(call)
-    _, call = execute(client, coder.id, thread.id, "print('y' in dir(), open('output/kept.txt').read())")
+    _, call = execute(
+        client, coder.id, thread.id, "print('y' in dir(), open('output/kept.txt').read())"
+    )
     logs = logs_of(call)
     assert "new kernel" in logs and logs.endswith("False kept\n"), logs
     # The dead one was shut down on the gateway, not left to its restart.

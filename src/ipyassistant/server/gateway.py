@@ -41,7 +41,7 @@ import httpx
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from .kernel import KernelStartError, OutputHook, Stat, run_quietly, scan_files
+from .kernel import KernelStartError, OutputHook, Stat, follow, run_quietly, scan_files
 
 __all__ = ["Gateway", "GatewayKernel"]
 
@@ -302,28 +302,18 @@ class GatewayKernel:
     async def collect(
         self, msg_id: str, seconds: float, on_output: OutputHook | None
     ) -> Literal["idle", "timeout", "died"]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while True:
-            if self._gone:
-                return "died"
-            wait = deadline - loop.time()
-            if wait <= 0:
-                return "timeout"
-            try:
-                msg = await asyncio.wait_for(self._iopub.get(), min(wait, _POLL_SECONDS))
-            except asyncio.TimeoutError:
-                if not await self.is_alive():
-                    return "died"
-                continue
-            if msg is None or msg["parent_header"].get("msg_id") != msg_id:
-                continue  # the reader noted why the kernel is gone; or another's message
-            kind = msg["msg_type"]
-            if kind == "status":
-                if msg["content"].get("execution_state") == "idle":
-                    return "idle"
-            elif on_output is not None:
-                on_output(kind, msg["content"])
+        return await follow(self._receive, self.is_alive, msg_id, seconds, on_output, _POLL_SECONDS)
+
+    async def _receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next iopub message; None after ``timeout``, or once the kernel is gone (the
+        reader saw it restart or die, or its websocket close: :meth:`is_alive` says so)."""
+        if self._gone:
+            return None
+        try:
+            msg = await asyncio.wait_for(self._iopub.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return None if self._gone else msg
 
     async def _send(self, msg_type: str, content: dict[str, Any]) -> str:
         if self._ws is None or self._gone:

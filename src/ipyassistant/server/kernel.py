@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -53,6 +53,7 @@ __all__ = [
     "PooledKernel",
     "Stat",
     "describe_exit",
+    "follow",
     "kernel_env",
     "kernel_files",
     "kernel_specs",
@@ -328,6 +329,41 @@ class PooledKernel(Protocol):
         ...
 
 
+async def follow(
+    receive: Callable[[float], Awaitable[dict[str, Any] | None]],
+    alive: Callable[[], Awaitable[bool]],
+    msg_id: str,
+    seconds: float,
+    on_output: OutputHook | None,
+    poll: float,
+) -> Literal["idle", "timeout", "died"]:
+    """Pass an execution's output on until the kernel is idle, dies or time is up.
+
+    ``receive(timeout)`` gives the kernel's next iopub message, or None when none came in time
+    (or the kernel is gone); then ``alive()`` says whether to wait on. It is asked at least
+    every ``poll`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        wait = deadline - loop.time()
+        if wait <= 0:
+            return "timeout"
+        msg = await receive(min(wait, poll))
+        if msg is None:
+            if not await alive():
+                return "died"
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue  # a previous execution's stragglers, or a silent set-up
+        kind = msg["msg_type"]
+        if kind == "status":
+            if msg["content"].get("execution_state") == "idle":
+                return "idle"
+        elif on_output is not None:
+            on_output(kind, msg["content"])
+
+
 async def run_quietly(kernel: PooledKernel, code: str, timeout: float, doing: str) -> str:
     """Run the server's own ``code`` silently (no history, nothing shown); returns its stdout.
 
@@ -394,27 +430,14 @@ class Kernel:
     async def collect(
         self, msg_id: str, seconds: float, on_output: OutputHook | None
     ) -> Literal["idle", "timeout", "died"]:
+        return await follow(self._receive, self.is_alive, msg_id, seconds, on_output, _POLL_SECONDS)
+
+    async def _receive(self, timeout: float) -> dict[str, Any] | None:
         assert self.client is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while True:
-            wait = deadline - loop.time()
-            if wait <= 0:
-                return "timeout"
-            try:
-                msg = await self.client.get_iopub_msg(timeout=min(wait, _POLL_SECONDS))
-            except Empty:
-                if not await self.manager.is_alive():
-                    return "died"
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue  # a previous execution's stragglers, or a silent set-up
-            kind = msg["msg_type"]
-            if kind == "status":
-                if msg["content"].get("execution_state") == "idle":
-                    return "idle"
-            elif on_output is not None:
-                on_output(kind, msg["content"])
+        try:
+            return dict(await self.client.get_iopub_msg(timeout=timeout))
+        except Empty:
+            return None
 
     async def interrupt(self) -> None:
         await self.manager.interrupt_kernel()
