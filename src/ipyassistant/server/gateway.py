@@ -32,6 +32,7 @@ import base64
 import json
 import logging
 import os
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,7 +189,7 @@ class GatewayKernel:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         self.pid = 0
-        self.last_used = asyncio.get_running_loop().time()
+        self.last_used = time.monotonic()
         self.kernel_id: str | None = None
         self._session = uuid.uuid4().hex
         self._ws: WebSocketClientConnection | None = None
