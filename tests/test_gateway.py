@@ -190,9 +190,13 @@ def test_prints_plots_and_saved_files_come_back_and_no_local_kernel_starts(on_ga
     assert not any(gateway.has(i) for i in ids)
 
 
-def test_an_attached_file_is_readable_in_the_kernel(on_gateway):
-    running = on_gateway()
+def test_an_attached_file_is_readable_in_the_kernel(on_gateway, caplog):
+    # The local sandbox does not apply to kernels on a gateway, and the server says so.
+    running = on_gateway(code_sandbox="bwrap")
     client = running.client()
+    wait_until(
+        lambda: "sandbox (bwrap) does not apply" in caplog.text, message="the sandbox warning"
+    )
     table = io.StringIO()
     csv.writer(table).writerows([["x", "y"], [1, 2], [3, 4]])
     data = client.files.create(file=("data.csv", table.getvalue().encode()), purpose="assistants")
