@@ -115,10 +115,14 @@ class CodeInterpreter:
         for file_id, filename in await _input_files(run, tx):
             space.add_input(file_id, filename)
         # On a gateway the kernel's directory is on another machine, named when it starts.
-        where = "its current directory" if self.pool.gateway else str(space.root)
+        where = (
+            "; use paths relative to its working directory"
+            if self.pool.gateway
+            else f" whose working directory is {space.root}"
+        )
         lines = [
             "The python tool runs your code in a Jupyter kernel (variables persist between "
-            f"calls) whose working directory is {where}."
+            f"calls){where}."
         ]
         names = space.input_names()
         if names:
