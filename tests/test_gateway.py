@@ -283,3 +283,17 @@ def test_a_wrong_token_fails_the_run_clearly(on_gateway):
     assert run.status == "failed"
     assert "refused the server's token" in run.last_error.message
     assert "IPYASSISTANT_KERNEL_GATEWAY_TOKEN" in run.last_error.message
+
+
+def test_the_gateway_settings_are_read_from_the_environment(monkeypatch):
+    from ipyassistant.server import ServerConfig
+
+    monkeypatch.setenv("IPYASSISTANT_KERNEL_GATEWAY_URL", "http://gateway:8888")
+    monkeypatch.setenv("IPYASSISTANT_KERNEL_GATEWAY_TOKEN", "secret")
+    monkeypatch.setenv("IPYASSISTANT_KERNEL_GATEWAY_KERNEL", "python-gpu")
+    config = ServerConfig.from_env()
+    assert config.kernel_gateway_url == "http://gateway:8888"
+    assert config.kernel_gateway_token == "secret"
+    assert config.kernel_gateway_kernel == "python-gpu"
+    monkeypatch.delenv("IPYASSISTANT_KERNEL_GATEWAY_URL")
+    assert ServerConfig.from_env().kernel_gateway_url is None
