@@ -1,7 +1,9 @@
 """One code-interpreter kernel: its process, its environment, and speaking to it.
 
 A kernel is an ``ipykernel`` process started and spoken to with ``jupyter_client``'s
-:class:`AsyncKernelManager` and :class:`AsyncKernelClient`; :mod:`.kernels` pools them.
+:class:`AsyncKernelManager` and :class:`AsyncKernelClient`; :mod:`.kernels` pools them. What
+the pool needs of any kernel, this one or one on a gateway (:mod:`.gateway`), is
+:class:`PooledKernel`.
 
 - **Memory** is capped by an rlimit on the kernel's data segment (``RLIMIT_DATA``: heap and
   private mappings, which on Linux is what allocations consume; unlike ``RLIMIT_AS`` it does
