@@ -19,7 +19,9 @@ in the middle beyond ``code_output_chars`` characters. The model gets the logs a
 references to images and files as the tool result.
 
 Unless ``code_sandbox`` is ``bwrap`` (see :mod:`.sandbox`), the kernel is a separate process
-with resource limits, not a security sandbox: see :mod:`.kernels`.
+with resource limits, not a security sandbox: see :mod:`.kernels`. With a kernel gateway
+(``kernel_gateway_url``) the kernels run where the gateway puts them, and the thread's directory
+here mirrors theirs (see :mod:`.gateway`): the contract above holds all the same.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from .code_runner import CodeOutput
 from .config import ServerConfig
 from .errors import NotFound
 from .files import FileStore
+from .gateway import Gateway
+from .kernel import Stat, scan_files
 from .kernels import KernelPool
 from .store import Store, Tx, new_id
 
@@ -81,6 +85,15 @@ class CodeInterpreter:
             sandbox=config.code_sandbox,
             network=config.code_network,
             hidden=config.private_dirs,
+            gateway=(
+                Gateway(
+                    config.kernel_gateway_url,
+                    config.kernel_gateway_token,
+                    config.kernel_gateway_kernel,
+                )
+                if config.kernel_gateway_url
+                else None
+            ),
         )
         self._spaces: dict[str, _Workspace] = {}
 
@@ -101,9 +114,15 @@ class CodeInterpreter:
             return space.note  # a later model call of the same run: nothing new to look up
         for file_id, filename in await _input_files(run, tx):
             space.add_input(file_id, filename)
+        # On a gateway the kernel's directory is on another machine, named when it starts.
+        where = (
+            "; use paths relative to its working directory"
+            if self.pool.gateway
+            else f" whose working directory is {space.root}"
+        )
         lines = [
             "The python tool runs your code in a Jupyter kernel (variables persist between "
-            f"calls) whose working directory is {space.root}."
+            f"calls){where}."
         ]
         names = space.input_names()
         if names:
@@ -154,9 +173,15 @@ class CodeInterpreter:
         notes: list[str] = []
         if result.fresh and space.used:
             why = f"the previous one {result.previous}" if result.previous else "a restart"
+            # A kernel on a gateway gets the thread's files and output/ again, not scratch files.
+            kept = (
+                "the files given and saved in output/"
+                if self.pool.gateway
+                else "files in the working directory"
+            )
             notes.append(
                 f"[This code ran in a new kernel after {why}: variables from earlier "
-                "executions are gone; files in the working directory remain.]"
+                f"executions are gone; {kept} remain.]"
             )
         space.mark_used()
         text = "".join(notes) + ("\n" if notes else "") + logs.text()
@@ -301,22 +326,9 @@ class _Workspace:
             self.used = True
             self._save()
 
-    def scan_outputs(self) -> dict[str, tuple[int, int]]:
+    def scan_outputs(self) -> dict[str, Stat]:
         """The output folder's files: relative path -> (size, mtime in ns); hidden ones skipped."""
-        found: dict[str, tuple[int, int]] = {}
-        top = self.root / OUTPUT_DIR
-        for folder, dirs, names in os.walk(top):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in names:
-                if name.startswith("."):
-                    continue
-                path = Path(folder, name)
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue
-                found[path.relative_to(self.root).as_posix()] = (stat.st_size, stat.st_mtime_ns)
-        return found
+        return scan_files(self.root / OUTPUT_DIR, self.root)
 
     def _save(self) -> None:
         self.record.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +407,7 @@ async def _input_files(run: dict[str, Any], tx: Tx) -> list[tuple[str, str]]:
     return found
 
 
-def _changed(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+def _changed(before: dict[str, Stat], after: dict[str, Stat]) -> list[str]:
     return sorted(path for path, stat in after.items() if before.get(path) != stat)
 
 

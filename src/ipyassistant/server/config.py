@@ -96,6 +96,14 @@ class ServerConfig:
     code_sandbox: Literal["none", "bwrap"] = "none"
     #: Whether sandboxed kernels reach the network (unsandboxed ones always do).
     code_network: bool = False
+    #: A Jupyter Kernel Gateway or Enterprise Gateway (``http://host:8888``) that runs the
+    #: kernels instead of this server (see server/gateway.py); ``code_python``,
+    #: ``code_memory_mb`` and ``code_sandbox`` are then the gateway's business.
+    kernel_gateway_url: str | None = None
+    #: Sent to the gateway as ``Authorization: token …``.
+    kernel_gateway_token: str | None = None
+    #: The gateway's kernel spec to start; None: the gateway's default.
+    kernel_gateway_kernel: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerConfig:
@@ -119,6 +127,9 @@ class ServerConfig:
             code_warm_kernels=_env_number("IPYASSISTANT_CODE_WARM_KERNELS", 1),
             code_sandbox=sandbox_setting() or "none",
             code_network=_env_flag("IPYASSISTANT_CODE_NETWORK"),
+            kernel_gateway_url=os.environ.get("IPYASSISTANT_KERNEL_GATEWAY_URL") or None,
+            kernel_gateway_token=os.environ.get("IPYASSISTANT_KERNEL_GATEWAY_TOKEN") or None,
+            kernel_gateway_kernel=os.environ.get("IPYASSISTANT_KERNEL_GATEWAY_KERNEL") or None,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:

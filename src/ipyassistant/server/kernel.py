@@ -1,7 +1,9 @@
 """One code-interpreter kernel: its process, its environment, and speaking to it.
 
 A kernel is an ``ipykernel`` process started and spoken to with ``jupyter_client``'s
-:class:`AsyncKernelManager` and :class:`AsyncKernelClient`; :mod:`.kernels` pools them.
+:class:`AsyncKernelManager` and :class:`AsyncKernelClient`; :mod:`.kernels` pools them. What
+the pool needs of any kernel, this one or one on a gateway (:mod:`.gateway`), is
+:class:`PooledKernel`.
 
 - **Memory** is capped by an rlimit on the kernel's data segment (``RLIMIT_DATA``: heap and
   private mappings, which on Linux is what allocations consume; unlike ``RLIMIT_AS`` it does
@@ -36,11 +38,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -50,11 +52,16 @@ __all__ = [
     "Kernel",
     "KernelStartError",
     "OutputHook",
+    "PooledKernel",
+    "Stat",
     "describe_exit",
+    "follow",
     "kernel_env",
     "kernel_files",
     "kernel_specs",
     "new_manager",
+    "run_quietly",
+    "scan_files",
     "shut_down",
     "spawn",
     "start_error",
@@ -62,6 +69,8 @@ __all__ = [
 
 log = logging.getLogger("ipyassistant.server")
 
+#: A file's size and modification time (in ns): what tells a changed file from the same one.
+Stat = tuple[int, int]
 #: Receives each output message of an execution: its ``msg_type`` and ``content``.
 OutputHook = Callable[[str, dict[str, Any]], None]
 
@@ -211,6 +220,24 @@ def kernel_files(runtime: Path) -> Path:
     return files
 
 
+def scan_files(top: Path, base: Path) -> dict[str, Stat]:
+    """The files under ``top`` (hidden ones and hidden folders skipped): their paths relative to
+    ``base``, with ``/``, and their size and modification time in ns."""
+    found: dict[str, Stat] = {}
+    for folder, dirs, names in os.walk(top):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = Path(folder, name)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found[path.relative_to(base).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
 def new_manager(specs: KernelSpecManager, files: Path) -> AsyncKernelManager:
     """The manager of a new kernel whose connection file (and sockets) are in ``files``."""
     options: dict[str, Any] = {"connection_file": str(files / "kernel.json")}
@@ -254,66 +281,188 @@ async def shut_down(manager: AsyncKernelManager, client: AsyncKernelClient | Non
         shutil.rmtree(_log_path(manager).parent, ignore_errors=True)
 
 
-@dataclass(eq=False)
-class Kernel:
-    """A started kernel: its manager, the client speaking to it, and when it was last used."""
+class PooledKernel(Protocol):
+    """What the pool (:mod:`.kernels`) needs of a kernel, wherever it runs.
 
-    manager: AsyncKernelManager
-    client: AsyncKernelClient
+    :class:`Kernel` is a local process; :class:`.gateway.GatewayKernel` runs on a Jupyter
+    Kernel (or Enterprise) Gateway.
+    """
+
+    #: The local process id, or 0 (a kernel on a gateway has none here).
     pid: int
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float
+
+    async def start(self, timeout: float) -> None:
+        """Start the kernel and wait until it answers; raises :class:`KernelStartError`."""
+        ...
+
+    async def is_alive(self) -> bool: ...
+
+    async def death(self) -> str:
+        """Why the kernel is gone, after a verb: ``died (exit code 3)``."""
+        ...
+
+    async def execute(self, code: str, *, silent: bool = False) -> str:
+        """Send an execute request; returns its message id (outputs come from :meth:`collect`)."""
+        ...
 
     async def collect(
         self, msg_id: str, seconds: float, on_output: OutputHook | None
     ) -> Literal["idle", "timeout", "died"]:
         """Pass the execution's output on until the kernel is idle, dies or time is up."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while True:
-            wait = deadline - loop.time()
-            if wait <= 0:
-                return "timeout"
-            try:
-                msg = await self.client.get_iopub_msg(timeout=min(wait, _POLL_SECONDS))
-            except Empty:
-                if not await self.manager.is_alive():
-                    return "died"
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue  # a previous execution's stragglers, or a silent set-up
-            kind = msg["msg_type"]
-            if kind == "status":
-                if msg["content"].get("execution_state") == "idle":
-                    return "idle"
-            elif on_output is not None:
-                on_output(kind, msg["content"])
+        ...
 
-    async def exit_code(self) -> int | None:
-        """The process's exit code, or None while it runs (or when unknown)."""
-        provisioner = self.manager.provisioner
-        return None if provisioner is None else await provisioner.poll()
+    async def interrupt(self) -> None: ...
 
     async def enter(self, workdir: Path, timeout: float) -> None:
-        """Move a new kernel into the thread's working directory."""
+        """Make a new kernel work in the thread's directory ``workdir`` (its files included)."""
+        ...
+
+    async def send_files(self, workdir: Path, timeout: float) -> None:
+        """Before an execution: give the kernel the files of ``workdir`` it does not have."""
+        ...
+
+    async def fetch_files(self, workdir: Path, timeout: float) -> None:
+        """After an execution: bring what the code saved in ``output/`` into ``workdir``."""
+        ...
+
+    async def close(self) -> None:
+        """Shut the kernel down and free what it holds; never raises an ``Exception``."""
+        ...
+
+
+async def follow(
+    receive: Callable[[float], Awaitable[dict[str, Any] | None]],
+    alive: Callable[[], Awaitable[bool]],
+    msg_id: str,
+    seconds: float,
+    on_output: OutputHook | None,
+    poll: float,
+) -> Literal["idle", "timeout", "died"]:
+    """Pass an execution's output on until the kernel is idle, dies or time is up.
+
+    ``receive(timeout)`` gives the kernel's next iopub message, or None when none came in time
+    (or the kernel is gone); then ``alive()`` says whether to wait on. It is asked at least
+    every ``poll`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        wait = deadline - loop.time()
+        if wait <= 0:
+            return "timeout"
+        msg = await receive(min(wait, poll))
+        if msg is None:
+            if not await alive():
+                return "died"
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue  # a previous execution's stragglers, or a silent set-up
+        kind = msg["msg_type"]
+        if kind == "status":
+            if msg["content"].get("execution_state") == "idle":
+                return "idle"
+        elif on_output is not None:
+            on_output(kind, msg["content"])
+
+
+async def run_quietly(kernel: PooledKernel, code: str, timeout: float, doing: str) -> str:
+    """Run the server's own ``code`` silently (no history, nothing shown); returns its stdout.
+
+    Raises :class:`KernelStartError`, saying what it was ``doing``, when the code fails, the
+    kernel dies or time is up.
+    """
+    msg_id = await kernel.execute(code, silent=True)
+    out: list[str] = []
+    errors: list[str] = []
+
+    def on_output(kind: str, content: dict[str, Any]) -> None:
+        if kind == "stream" and content.get("name") == "stdout":
+            out.append(str(content.get("text", "")))
+        elif kind == "error":
+            errors.append(f"{content.get('ename')}: {content.get('evalue')}")
+
+    state = await kernel.collect(msg_id, timeout, on_output)
+    if state != "idle" or errors:
+        detail = errors[0] if errors else {"timeout": "timed out", "died": "the kernel died"}[state]
+        raise KernelStartError(f"The kernel could not {doing}: {detail}")
+    return "".join(out)
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A local kernel process: its manager, the client speaking to it, when it was last used.
+
+    Its working directory is on the server's disk, so files need no sending.
+    """
+
+    manager: AsyncKernelManager
+    env: dict[str, str]
+    #: The Python named in errors when the kernel cannot start.
+    python: str
+    client: AsyncKernelClient | None = None
+    pid: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    async def start(self, timeout: float) -> None:
+        try:
+            await spawn(self.manager, self.env)
+            self.client = self.manager.client()
+            self.client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+            await self.client.wait_for_ready(timeout=timeout)
+        except Exception as exc:
+            raise start_error(self.manager, self.python, exc) from exc
+        self.pid = int(getattr(self.manager.provisioner, "pid", 0) or 0)
+
+    async def is_alive(self) -> bool:
+        return bool(await self.manager.is_alive())
+
+    async def death(self) -> str:
+        provisioner = self.manager.provisioner
+        code = None if provisioner is None else await provisioner.poll()
+        return f"died ({describe_exit(code)})"
+
+    async def execute(self, code: str, *, silent: bool = False) -> str:
+        assert self.client is not None
+        await self._drain_replies()
+        return str(
+            self.client.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        )
+
+    async def collect(
+        self, msg_id: str, seconds: float, on_output: OutputHook | None
+    ) -> Literal["idle", "timeout", "died"]:
+        return await follow(self._receive, self.is_alive, msg_id, seconds, on_output, _POLL_SECONDS)
+
+    async def _receive(self, timeout: float) -> dict[str, Any] | None:
+        assert self.client is not None
+        try:
+            return dict(await self.client.get_iopub_msg(timeout=timeout))
+        except Empty:
+            return None
+
+    async def interrupt(self) -> None:
+        await self.manager.interrupt_kernel()
+
+    async def enter(self, workdir: Path, timeout: float) -> None:
         code = f"import os as _os\n_os.chdir({str(workdir)!r})\ndel _os"
-        msg_id = self.client.execute(code, silent=True, store_history=False)
-        errors: list[str] = []
+        await run_quietly(self, code, timeout, f"enter {workdir}")
 
-        def on_output(kind: str, content: dict[str, Any]) -> None:
-            if kind == "error":
-                errors.append(f"{content.get('ename')}: {content.get('evalue')}")
+    async def send_files(self, workdir: Path, timeout: float) -> None:
+        """Nothing to send: the kernel works in ``workdir`` itself."""
 
-        state = await self.collect(msg_id, timeout, on_output)
-        if state != "idle" or errors:
-            raise KernelStartError(
-                f"The kernel could not enter {workdir}: {errors[0] if errors else state}"
-            )
+    async def fetch_files(self, workdir: Path, timeout: float) -> None:
+        """Nothing to fetch: the code saved its files in ``workdir`` itself."""
 
-    async def drain_replies(self) -> None:
+    async def close(self) -> None:
+        await shut_down(self.manager, self.client)
+
+    async def _drain_replies(self) -> None:
         """Drop execute replies already received (the iopub status told us all we use).
 
         Without this they would pile up in the shell socket; waiting for each right after its
         execution would cost a round trip, so they are dropped before the next one instead.
         """
+        assert self.client is not None
         while await self.client.shell_channel.msg_ready():
             await self.client.get_shell_msg(timeout=0)

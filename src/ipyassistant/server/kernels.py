@@ -25,6 +25,12 @@ in a notebook, and works in the thread's own directory. The pool around them:
   :mod:`.sandbox`), its thread's directory bound inside when it starts. A kernel is therefore
   started for its thread, and no warm kernels are kept: a thread's first execution waits for a
   kernel to start (about a second).
+- **Gateway.** With a :class:`~.gateway.Gateway` the kernels (warm ones too) are started on a
+  Jupyter Kernel or Enterprise Gateway instead, and no process is started here; the limits
+  above hold, applied through the gateway (interrupts and shutdowns are its REST calls), except
+  the memory cap and the sandbox, which are the gateway's to apply. The thread's directory is
+  sent into a kernel when it enters it, new files before each execution, and what the code
+  saved in ``output/`` comes back after it.
 """
 
 from __future__ import annotations
@@ -41,21 +47,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.manager import AsyncKernelManager
-
+from .gateway import Gateway, GatewayKernel
 from .kernel import (
     Kernel,
     KernelStartError,
     OutputHook,
-    describe_exit,
+    PooledKernel,
     kernel_env,
     kernel_files,
     kernel_specs,
     new_manager,
-    shut_down,
-    spawn,
-    start_error,
 )
 from .sandbox import Bubblewrap, sandbox_env
 
@@ -100,6 +101,7 @@ class KernelPool:
         sandbox: Literal["none", "bwrap"] = "none",
         network: bool = False,
         hidden: Sequence[Path] = (),
+        gateway: Gateway | None = None,
     ):
         if max_kernels < 1:
             raise ValueError("max_kernels must be at least 1")
@@ -115,20 +117,22 @@ class KernelPool:
         self._network = network
         self._hidden = tuple(hidden)
         self._bwrap: Bubblewrap | None = None
+        #: Where kernels run when not here (see :mod:`.gateway`).
+        self.gateway = gateway
         self._env = kernel_env()
         self._runtime: Path | None = None
-        #: Every kernel manager with a process (or about to have one), and its client.
-        self._managers: dict[AsyncKernelManager, AsyncKernelClient | None] = {}
+        #: Every kernel started (or being started) and not shut down yet.
+        self._kernels: set[PooledKernel] = set()
         #: Warm kernels: start tasks, done or still running, oldest first.
-        self._warm: list[asyncio.Task[Kernel]] = []
+        self._warm: list[asyncio.Task[PooledKernel]] = []
         #: Thread kernels, least recently used first.
-        self._threads: OrderedDict[str, Kernel] = OrderedDict()
+        self._threads: OrderedDict[str, PooledKernel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._lost: dict[str, str] = {}
         self._starting = 0
         self._room: asyncio.Condition | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing: dict[AsyncKernelManager, asyncio.Task[None]] = {}
+        self._closing: dict[PooledKernel, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -141,6 +145,18 @@ class KernelPool:
         """
         self._stopping = False
         self._room = asyncio.Condition()
+        if self.gateway is not None:
+            await self.gateway.open()
+            log.info("code-interpreter kernels run on the kernel gateway at %s", self.gateway.url)
+            if self.sandbox == "bwrap":
+                log.warning(
+                    "the code sandbox (bwrap) does not apply: kernels run on the kernel gateway "
+                    "at %s, confined as the gateway confines them",
+                    self.gateway.url,
+                )
+            self._reaper = asyncio.create_task(self._reap(), name="ipyassistant-kernel-reaper")
+            self._refill()
+            return
         self._runtime = Path(tempfile.mkdtemp(prefix="ipya-"))
         if self.sandbox == "bwrap":
             try:
@@ -173,23 +189,22 @@ class KernelPool:
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
         self._warm.clear()
         self._threads.clear()
-        await asyncio.gather(
-            *(self._close(m, c) for m, c in list(self._managers.items())), return_exceptions=True
-        )
+        await asyncio.gather(*(self._close(k) for k in list(self._kernels)), return_exceptions=True)
         if self._runtime is not None:
             shutil.rmtree(self._runtime, ignore_errors=True)
+        if self.gateway is not None:
+            await self.gateway.aclose()
 
     def warm_count(self) -> int:
         """How many warm kernels are ready now."""
         return sum(1 for t in self._warm if t.done() and not t.cancelled() and not t.exception())
 
     def pids(self) -> list[int]:
-        """The process ids of every kernel the pool holds (warm ones included)."""
-        pids = (getattr(m.provisioner, "pid", None) for m in list(self._managers))
-        return [pid for pid in pids if pid is not None]
+        """The process ids of every local kernel the pool holds (warm ones included)."""
+        return [kernel.pid for kernel in list(self._kernels) if kernel.pid]
 
     def thread_pid(self, thread_id: str) -> int | None:
-        """The process id of the thread's kernel, if it has one."""
+        """The process id of the thread's kernel, if it has one (0 on a gateway)."""
         kernel = self._threads.get(thread_id)
         return kernel.pid if kernel else None
 
@@ -203,7 +218,7 @@ class KernelPool:
             self._locks.pop(thread_id, None)
             self._lost.pop(thread_id, None)
             if kernel is not None:
-                await self._close(kernel.manager, kernel.client)
+                await self._close(kernel)
         await self._notify()
 
     # -- executing ------------------------------------------------------------------------
@@ -226,16 +241,17 @@ class KernelPool:
                 # over, or after a moment if it runs long: starting a kernel takes a CPU
                 # for about a second, which the execution would otherwise share.
                 asyncio.get_running_loop().call_later(_REFILL_DELAY, self._refill)
-            await kernel.drain_replies()
-            msg_id = kernel.client.execute(code, store_history=True, allow_stdin=False)
+            await self._send_files(thread_id, kernel, workdir)
+            msg_id = await kernel.execute(code)
             try:
                 state = await kernel.collect(msg_id, timeout, on_output)
                 if state == "idle":
                     result.outcome = "completed"
+                    await self._fetch_files(kernel, workdir, result)
                     return result
                 if state == "timeout":
                     result.outcome = "timeout"
-                    await kernel.manager.interrupt_kernel()
+                    await kernel.interrupt()
                     # Keep collecting: the KeyboardInterrupt traceback shows where it was.
                     state = await kernel.collect(msg_id, self.interrupt_grace, on_output)
                     if state == "timeout":
@@ -244,9 +260,10 @@ class KernelPool:
                         result.notes.append(
                             f"The kernel {reason}: variables defined so far are lost."
                         )
+                    elif state == "idle":
+                        await self._fetch_files(kernel, workdir, result)
                     return result
-                exit_code = await kernel.exit_code()
-                reason = f"died ({describe_exit(exit_code)})"
+                reason = await kernel.death()
                 await self._discard(thread_id, kernel, reason)
                 result.outcome = "died"
                 result.notes.append(
@@ -269,12 +286,12 @@ class KernelPool:
                 await self._notify()
 
     async def _settle(
-        self, thread_id: str, kernel: Kernel, msg_id: str, lock: asyncio.Lock
+        self, thread_id: str, kernel: PooledKernel, msg_id: str, lock: asyncio.Lock
     ) -> None:
         """Interrupt a cancelled execution; replace the kernel if it does not stop."""
         try:
-            if await kernel.manager.is_alive():
-                await kernel.manager.interrupt_kernel()
+            if await kernel.is_alive():
+                await kernel.interrupt()
                 state = await kernel.collect(msg_id, self.interrupt_grace, None)
             else:
                 state = "died"
@@ -286,15 +303,14 @@ class KernelPool:
 
     # -- which kernel ---------------------------------------------------------------------
 
-    async def _kernel_for(self, thread_id: str, workdir: Path) -> tuple[Kernel, Execution]:
+    async def _kernel_for(self, thread_id: str, workdir: Path) -> tuple[PooledKernel, Execution]:
         """The thread's kernel, or a new one; called with the thread's lock held."""
         kernel = self._threads.get(thread_id)
         if kernel is not None:
-            if await kernel.manager.is_alive():
+            if await kernel.is_alive():
                 self._threads.move_to_end(thread_id)
                 return kernel, Execution("completed")
-            exit_code = await kernel.exit_code()
-            await self._discard(thread_id, kernel, f"died ({describe_exit(exit_code)})")
+            await self._discard(thread_id, kernel, await kernel.death())
         await self._make_room()
         self._starting += 1
         try:
@@ -305,7 +321,7 @@ class KernelPool:
                 try:
                     await kernel.enter(workdir, self.start_timeout)
                 except BaseException:
-                    await asyncio.shield(self._close(kernel.manager, kernel.client))
+                    await asyncio.shield(self._close(kernel))
                     raise
         finally:
             self._starting -= 1
@@ -331,7 +347,7 @@ class KernelPool:
             async with self._room:
                 await self._room.wait()
 
-    async def _take(self) -> Kernel:
+    async def _take(self) -> PooledKernel:
         """A warm kernel if there is one (or one on its way), else a new one."""
         task = next((t for t in self._warm if t.done()), None) or (
             self._warm[0] if self._warm else None
@@ -348,18 +364,18 @@ class KernelPool:
         except Exception:
             log.warning("a warm kernel failed to start; starting another", exc_info=True)
         else:
-            if await kernel.manager.is_alive():
+            if await kernel.is_alive():
                 return kernel
-            await self._close(kernel.manager, kernel.client)
+            await self._close(kernel)
         return await self._start_kernel()
 
     def _refill(self) -> None:
         if self._bwrap is not None:
             return  # a sandboxed kernel is started for its thread
-        while not self._stopping and self._runtime is not None and len(self._warm) < self.warm:
+        while not self._stopping and self._room is not None and len(self._warm) < self.warm:
             self._warm.append(asyncio.create_task(self._start_kernel(), name="ipyassistant-warm"))
 
-    async def _discard(self, thread_id: str, kernel: Kernel, reason: str) -> None:
+    async def _discard(self, thread_id: str, kernel: PooledKernel, reason: str) -> None:
         """Forget a thread's kernel and kill it; its next execution says ``reason``."""
         if self._threads.get(thread_id) is kernel:
             del self._threads[thread_id]
@@ -369,7 +385,7 @@ class KernelPool:
             lock = self._locks.get(thread_id)
             if lock is not None and not lock.locked():
                 del self._locks[thread_id]  # nobody holds or awaits it: a new one will do
-        await self._close(kernel.manager, kernel.client)
+        await self._close(kernel)
 
     async def _reap(self) -> None:
         interval = max(0.05, min(self.idle_seconds / 4, 60.0))
@@ -387,64 +403,76 @@ class KernelPool:
 
     # -- starting and stopping kernels ----------------------------------------------------
 
-    async def _start_kernel(self, workdir: Path | None = None) -> Kernel:
+    async def _start_kernel(self, workdir: Path | None = None) -> PooledKernel:
         """A new kernel; a sandboxed one (given its thread's ``workdir``) works there."""
-        if self._stopping or self._runtime is None:
+        if self._stopping or self._room is None:
             raise KernelStartError("The code interpreter is not running.")
-        files = kernel_files(self._runtime)
-        # Made for each kernel: a sandbox's command names the thread's directory, and the
-        # kernel watches for the death of this process, whichever it is by now.
-        if self._bwrap is not None:
-            assert workdir is not None
-            wrapper = self._bwrap.argv(workdir, files)
-            specs = kernel_specs(self._bwrap.python, self.memory_mb, wrapper)
-            env = sandbox_env(workdir)
+        kernel: PooledKernel
+        if self.gateway is not None:
+            kernel = GatewayKernel(self.gateway)
         else:
-            specs, env = kernel_specs(self.python, self.memory_mb), self._env
-        manager = new_manager(specs, files)
-        client: AsyncKernelClient | None = None
-        self._managers[manager] = None
+            assert self._runtime is not None
+            files = kernel_files(self._runtime)
+            # Made for each kernel: a sandbox's command names the thread's directory, and the
+            # kernel watches for the death of this process, whichever it is by now.
+            if self._bwrap is not None:
+                assert workdir is not None
+                wrapper = self._bwrap.argv(workdir, files)
+                specs = kernel_specs(self._bwrap.python, self.memory_mb, wrapper)
+                env, python = sandbox_env(workdir), self._bwrap.python
+            else:
+                specs = kernel_specs(self.python, self.memory_mb)
+                env, python = self._env, self.python
+            kernel = Kernel(new_manager(specs, files), env, python)
+        self._kernels.add(kernel)
         try:
-            await spawn(manager, env)
-            client = manager.client()
-            self._managers[manager] = client
-            client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-            await client.wait_for_ready(timeout=self.start_timeout)
+            await kernel.start(self.start_timeout)
             if self._stopping:
                 raise KernelStartError("The code interpreter is shutting down.")
-        except BaseException as exc:
-            await asyncio.shield(self._close(manager, client))
-            if isinstance(exc, (KernelStartError, asyncio.CancelledError)) or not isinstance(
-                exc, Exception
-            ):
-                raise
-            raise start_error(manager, self.python, exc) from exc
-        provisioner = manager.provisioner
-        pid = int(getattr(provisioner, "pid", 0) or 0)
-        return Kernel(manager, client, pid)
+        except BaseException:
+            await asyncio.shield(self._close(kernel))
+            raise
+        return kernel
 
-    async def _close(self, manager: AsyncKernelManager, client: AsyncKernelClient | None) -> None:
-        """Kill a kernel's process group and remove its files; never raises.
+    async def _send_files(self, thread_id: str, kernel: PooledKernel, workdir: Path) -> None:
+        """Give the kernel the thread's new files; a kernel that cannot take them is dropped."""
+        try:
+            await kernel.send_files(workdir, self.start_timeout)
+        except (KernelStartError, OSError) as exc:
+            await self._discard(thread_id, kernel, f"could not receive the thread's files ({exc})")
+            raise KernelStartError(
+                f"Could not send the thread's files into its kernel: {exc}"
+            ) from exc
+
+    async def _fetch_files(self, kernel: PooledKernel, workdir: Path, result: Execution) -> None:
+        """Bring back what the code saved; on failure the execution's notes say so."""
+        try:
+            await kernel.fetch_files(workdir, self.start_timeout)
+        except (KernelStartError, OSError) as exc:
+            log.warning("could not fetch the files saved by the code", exc_info=True)
+            result.notes.append(f"The files the code saved could not be read back: {exc}")
+
+    async def _close(self, kernel: PooledKernel) -> None:
+        """Shut a kernel down (its process group, or on the gateway) and free what it holds;
+        never raises.
 
         The work runs in a task of its own that a cancelled caller does not stop: a kernel
         half shut down would be forgotten by the pool and outlive the server.
         """
-        task = self._closing.get(manager)
+        task = self._closing.get(kernel)
         if task is None:
-            if manager not in self._managers:
+            if kernel not in self._kernels:
                 return
-            task = asyncio.create_task(self._shutdown(manager, client))
-            self._closing[manager] = task
+            task = asyncio.create_task(self._shutdown(kernel))
+            self._closing[kernel] = task
         await asyncio.shield(task)
 
-    async def _shutdown(
-        self, manager: AsyncKernelManager, client: AsyncKernelClient | None
-    ) -> None:
+    async def _shutdown(self, kernel: PooledKernel) -> None:
         try:
-            await shut_down(manager, client)
+            await kernel.close()
         finally:
-            self._managers.pop(manager, None)
-            self._closing.pop(manager, None)
+            self._kernels.discard(kernel)
+            self._closing.pop(kernel, None)
 
     async def _notify(self) -> None:
         if self._room is not None:
