@@ -299,3 +299,12 @@ def test_the_gateway_settings_are_read_from_the_environment(monkeypatch):
     assert config.kernel_gateway_kernel == "python-gpu"
     monkeypatch.delenv("IPYASSISTANT_KERNEL_GATEWAY_URL")
     assert ServerConfig.from_env().kernel_gateway_url is None
+
+
+def test_serve_probes_no_local_sandbox_when_kernels_run_on_a_gateway(monkeypatch) -> None:
+    from ipyassistant.server import cli, sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap is not installed")
+    assert cli._code_sandbox("bwrap") is None  # asked for, cannot run: serve refuses
+    monkeypatch.setenv("IPYASSISTANT_KERNEL_GATEWAY_URL", "http://gateway:8888")
+    assert cli._code_sandbox("bwrap") == "none"

@@ -80,6 +80,8 @@ def _code_sandbox(asked: str) -> str | None:
     """The sandbox the code interpreter uses; None (after saying why) when ``bwrap`` cannot run."""
     from .sandbox import bwrap_problem, unavailable
 
+    if os.environ.get("IPYASSISTANT_KERNEL_GATEWAY_URL"):
+        return "none"  # kernels run on the gateway: a local sandbox has nothing to confine
     problem = bwrap_problem() if asked in ("auto", "bwrap") else None
     if asked == "auto":
         if problem is None:
@@ -137,7 +139,11 @@ def serve(args: argparse.Namespace) -> int:
         )
     print(
         f"Assistants API at http://{args.host}:{args.port}/v1 (data: {config.data_dir}; "
-        f"code sandbox: {config.code_sandbox})",
+        + (
+            f"kernels on the gateway at {config.kernel_gateway_url})"
+            if config.kernel_gateway_url
+            else f"code sandbox: {config.code_sandbox})"
+        ),
         file=sys.stderr,
         flush=True,
     )
