@@ -380,3 +380,24 @@ def test_what_runs_make_belongs_to_the_threads_owner(world):
     assert alice.vector_stores.retrieve(store_id).id == store_id
     with pytest.raises(openai.NotFoundError):
         bob.vector_stores.retrieve(store_id)
+
+
+def test_files_a_run_saves_belong_to_the_threads_owner(world):
+    # The code interpreter writes the files the code saves as Files API files: Alice's.
+    alice, bob = world.clients["alice"], world.clients["bob"]
+    coder = alice.beta.assistants.create(model="test", tools=[{"type": "code_interpreter"}])
+    code = "import os\nos.makedirs('output', exist_ok=True)\nopen('output/a.txt', 'w').write('hi')"
+    thread = alice.beta.threads.create(
+        messages=[{"role": "user", "content": f"```python\n{code}\n```"}]
+    )
+    run = alice.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=coder.id, poll_interval_ms=20
+    )
+    assert run.status == "completed", run.last_error
+    reply = alice.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0]
+    (file_id,) = {a.file_path.file_id for a in reply.text.annotations if a.type == "file_path"}  # type: ignore[union-attr]
+    assert alice.files.content(file_id).read() == b"hi"
+    assert file_id in {f.id for f in alice.files.list()}
+    with pytest.raises(openai.NotFoundError):
+        bob.files.content(file_id)
+    assert file_id not in {f.id for f in bob.files.list()}

@@ -77,23 +77,19 @@ class KeyBook:
             )
         key = new_key()
         digest = hash_key(key)
-        async with self.store.tx() as tx:
-            live = await tx.conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(_keys)
-                .where(_keys.c.name == name, _keys.c.revoked_at.is_(None))
-            )
-            if live:
-                raise ValueError(f"{name!r} already has a key; revoke it first to make another")
-            await tx.conn.execute(
-                sa.insert(_keys).values(
-                    name=name,
-                    hash_prefix=digest[:_PREFIX_CHARS],
-                    key_hash=digest,
-                    admin=admin,
-                    created_at=time.time(),
+        try:
+            async with self.store.tx() as tx:
+                await tx.conn.execute(
+                    sa.insert(_keys).values(
+                        name=name,
+                        hash_prefix=digest[:_PREFIX_CHARS],
+                        key_hash=digest,
+                        admin=admin,
+                        created_at=time.time(),
+                    )
                 )
-            )
+        except sa.exc.IntegrityError:  # the unique index on live names
+            raise ValueError(f"{name!r} already has a key; revoke it first to make another") from None
         return key
 
     async def list(self) -> list[KeyInfo]:
