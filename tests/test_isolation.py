@@ -401,3 +401,11 @@ def test_files_a_run_saves_belong_to_the_threads_owner(world):
     with pytest.raises(openai.NotFoundError):
         bob.files.content(file_id)
     assert file_id not in {f.id for f in bob.files.list()}
+
+
+def test_deleting_a_file_takes_it_out_of_an_admins_store_too(world):
+    alice, root = world.clients["alice"], world.clients["root"]
+    file = alice.files.create(file=("gone.txt", DOC.encode()), purpose="assistants")
+    store = root.vector_stores.create(file_ids=[file.id])
+    assert alice.files.delete(file.id).deleted
+    assert [f.id for f in root.vector_stores.files.list(store.id)] == []

@@ -124,6 +124,11 @@ class Tx:
         self.conn = conn
         self.caller = caller
 
+    def as_server(self) -> Tx:
+        """This transaction seen by the server: for the upkeep a caller's change entails in
+        objects it cannot see (a deleted file leaves an admin's store that held it)."""
+        return Tx(self.conn, SERVER)
+
     def visible(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
         """The condition that limits ``table`` to the caller's objects (none for an admin).
 

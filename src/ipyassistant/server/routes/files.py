@@ -101,7 +101,8 @@ def router(server: Server) -> APIRouter:
         async with store.tx(caller) as tx:
             if not await tx.delete("file", file_id):
                 raise NotFound.of("file", file_id)
-            await vector_stores.remove_file(tx, file_id)
+            # From every store that holds it, the caller's or not (an admin may have added it).
+            await vector_stores.remove_file(tx.as_server(), file_id)
         files.delete(file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
