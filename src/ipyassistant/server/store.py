@@ -117,6 +117,14 @@ class PageKeys:
 Parent = tuple[str, str]
 
 
+def _parent(kind: str, obj: dict[str, Any], parent: Parent | None) -> Parent | None:
+    """What ``obj`` inherits its owner from: ``parent`` if given, else its kind's parent."""
+    if parent is None and kind in PARENTS:
+        parent_kind, field = PARENTS[kind]
+        parent = (parent_kind, obj[field])
+    return parent
+
+
 class Tx:
     """The operations available inside one transaction, acting for ``caller``."""
 
@@ -141,19 +149,13 @@ class Tx:
 
     # -- generic objects ------------------------------------------------------------------
 
-    def _parent(self, kind: str, obj: dict[str, Any], parent: Parent | None) -> Parent | None:
-        if parent is None and kind in PARENTS:
-            parent_kind, field = PARENTS[kind]
-            parent = (parent_kind, obj[field])
-        return parent
-
     async def insert(
         self, kind: str, obj: dict[str, Any], *, parent: Parent | None = None, **extra: Any
     ) -> dict[str, Any]:
         """Insert ``obj``, owned by the caller, or by the owner of its parent (if it has one,
         or ``parent`` names one)."""
         owner: Any = self.caller.owner
-        parent = self._parent(kind, obj, parent)
+        parent = _parent(kind, obj, parent)
         if parent is not None:
             table = db.TABLES[parent[0]]
             owner = sa.select(table.c.owner).where(table.c.id == parent[1]).scalar_subquery()
@@ -167,10 +169,9 @@ class Tx:
         """Insert several objects, owned as :meth:`insert` says."""
         if not objs:
             return
-        parents = [self._parent(kind, obj, parent) for obj in objs]
+        parents = [_parent(kind, obj, parent) for obj in objs]
         owners: dict[Parent | None, str | None] = {None: self.caller.owner}
-        for key in set(parents) - {None}:
-            assert key is not None
+        for key in {p for p in parents if p is not None}:
             table = db.TABLES[key[0]]
             owners[key] = await self.conn.scalar(
                 sa.select(table.c.owner).where(table.c.id == key[1])
