@@ -11,12 +11,14 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .server.cli import add_serve_parser
+    from .server.cli_keys import add_keys_parser
 
     parser = argparse.ArgumentParser(
         prog="ipyassistant", description="Stateful LLM assistants for Jupyter."
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add_serve_parser(commands)
+    add_keys_parser(commands)
     demo = commands.add_parser(
         "demo", help="talk to an assistant on the embedded server, in the terminal"
     )

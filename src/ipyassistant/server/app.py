@@ -27,6 +27,7 @@ from .config import ServerConfig
 from .engine import RunEngine
 from .errors import APIError, AuthenticationError
 from .files import FileStore
+from .keys import KeyBook
 from .middleware import BodyLimit, BodyTooLarge, ErrorBoundary, too_large_body
 from .models import close_providers
 from .retrieval.indexer import Indexer
@@ -43,6 +44,7 @@ class Server:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.store = Store.from_url(config.resolved_database_url)
+        self.keys = KeyBook(self.store)
         self.files = FileStore(config.files_dir)
         self.engine = RunEngine(self.store, self.files, config)
         self.code_interpreter = CodeInterpreter(config, self.files, self.store)
@@ -115,7 +117,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         # FastAPI may read the body before it runs dependencies: authenticate first, so that
         # an unauthenticated caller gets a 401, not feedback on its request.
         try:
-            authenticate(request.app.state.server.config, request)
+            await authenticate(request)
         except AuthenticationError as refused:
             return JSONResponse(refused.body(), status_code=refused.status_code)
         error = invalid_request(list(exc.errors()), exc.body)

@@ -144,7 +144,7 @@ class JSONBodyRoute(APIRoute):
             return handler
 
         async def checked(request: Request) -> Response:
-            authenticate(request.app.state.server.config, request)
+            await authenticate(request)
             content_type = request.headers.get("content-type")
             if content_type and not _JSON_TYPE.match(content_type):
                 return await handler(request)  # not JSON: the model's validation says so

@@ -106,6 +106,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .cli_keys import database_has_keys
     from .config import ServerConfig
     from .embedded import DrainingServer
 
@@ -118,11 +119,14 @@ def serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         code_sandbox=sandbox,
     )
-    if not config.api_key:
+    # Without --api-key, people's keys in the database (``ipyassistant keys``) let them in;
+    # with neither, only a loopback server may start, with a random key of its own.
+    if not config.api_key and not database_has_keys(args.data_dir, args.database_url):
         if not _is_loopback(args.host):
             print(
                 f"error: refusing to serve on {args.host} without an API key; "
-                "pass --api-key KEY or set IPYASSISTANT_API_KEY.",
+                "pass --api-key KEY or set IPYASSISTANT_API_KEY, or make keys with "
+                "'ipyassistant keys create NAME [--admin]'.",
                 file=sys.stderr,
             )
             return 2

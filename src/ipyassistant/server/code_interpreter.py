@@ -260,7 +260,8 @@ class CodeInterpreter:
         if rows:
             try:
                 async with self.store.tx() as tx:
-                    await tx.insert_many("file", rows)
+                    # The files of the thread's owner, like the run that made them.
+                    await tx.insert_many("file", rows, parent=("thread", space.thread_id))
             except BaseException:
                 for row in rows:
                     self.files.delete(row["id"])

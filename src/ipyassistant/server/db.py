@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["READ_ONLY", "TABLES", "create_engine", "metadata"]
+__all__ = ["READ_ONLY", "TABLES", "api_keys", "create_engine", "metadata"]
 
 #: Execution option marking a connection whose transactions only read.
 READ_ONLY = "ipyassistant_read_only"
@@ -27,26 +27,34 @@ def _id(name: str, *, nullable: bool = False, **options: Any) -> sa.Column[Any]:
     return sa.Column(name, sa.String(64), nullable=nullable, **options)
 
 
-def _object_table(name: str, *columns: sa.Column[Any], indexes: tuple[str, ...] = ()) -> sa.Table:
+def _object_table(
+    name: str, *columns: sa.Column[Any], indexes: tuple[str, ...] = (), listed: bool = False
+) -> sa.Table:
+    """An API object's table. ``owner`` is the name of the key that created the object (NULL:
+    the server's own key, and objects from before keys); a ``listed`` table is listed by owner
+    on its own (not under a parent), so it has an index for that list."""
     table = sa.Table(
         name,
         metadata,
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
         _id("id", unique=True),
         sa.Column("created_at", sa.Integer, nullable=False),
+        sa.Column("owner", sa.String(64), nullable=True),
         *columns,
         sa.Column("data", sa.JSON, nullable=False),
     )
     for column in indexes:
         sa.Index(f"ix_{name}_{column}", table.c[column])
+    if listed:
+        sa.Index(f"ix_{name}_owner_seq", table.c.owner, table.c.seq)
     return table
 
 
-assistants = _object_table("assistants")
+assistants = _object_table("assistants", listed=True)
 
 # The thread lock: the id of the run that holds it, set by a conditional UPDATE so that it
 # holds across server processes sharing one database.
-threads = _object_table("threads", _id("active_run_id", nullable=True))
+threads = _object_table("threads", _id("active_run_id", nullable=True), listed=True)
 
 messages = _object_table(
     "messages", _id("thread_id"), _id("run_id", nullable=True), indexes=("thread_id",)
@@ -63,7 +71,7 @@ runs = _object_table(
 
 run_steps = _object_table("run_steps", _id("run_id"), _id("thread_id"), indexes=("run_id",))
 
-files = _object_table("files", sa.Column("purpose", sa.String(64), nullable=False))
+files = _object_table("files", sa.Column("purpose", sa.String(64), nullable=False), listed=True)
 
 # A vector store remembers the embedder its chunks were embedded with ("wordllama:…",
 # "openai:MODEL"): a search embeds its query with the same one, and changing it re-indexes.
@@ -71,6 +79,7 @@ vector_stores = _object_table(
     "vector_stores",
     sa.Column("embedder", sa.String(200), nullable=False),
     sa.Column("expires_at", sa.Integer, nullable=True),
+    listed=True,
 )
 
 # A file in a vector store. Its id is the file's id, so it is unique only within its store;
@@ -167,6 +176,32 @@ workers = sa.Table(
     _id("id", primary_key=True),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+# The keys of people (``ipyassistant keys``): only a SHA-256 of each key is kept. ``name`` is
+# the person, and the ``owner`` of what their key creates; a revoked key keeps its row (its
+# name may then be given a new key, which owns the same objects). Looked up by ``hash_prefix``,
+# then compared whole in constant time.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("hash_prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_api_keys_hash_prefix", "hash_prefix"),
+    # One live key a name: a revoked key's name may be given again.
+    sa.Index(
+        "ux_api_keys_live_name",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("revoked_at IS NULL"),
+        postgresql_where=sa.text("revoked_at IS NULL"),
+    ),
 )
 
 TABLES = {

@@ -3,6 +3,13 @@
 ``async with store.tx() as tx:`` opens one database transaction; every method of :class:`Tx`
 runs inside it, so a request either writes all of its rows or none (no half-written rows).
 Objects go in and come out as the plain dicts the API serves.
+
+A transaction acts for a :class:`~.caller.Caller` (the server itself unless a route names the
+request's): what it reads, lists, changes and deletes is limited to that caller's objects
+(:meth:`Tx.visible`), so that another person's object is exactly as absent as one that never
+existed. What it creates is owned by the caller, or, under a thread or a vector store, by
+the owner of that parent (:data:`PARENTS`): a run and its messages and steps belong to the
+thread's owner whoever started the run.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import db
+from .caller import SERVER, Caller
 from .errors import InvalidRequest, NotFound, ThreadBusy
 
-__all__ = ["ACTIVE_RUN_STATUSES", "Cursor", "PageKeys", "Store", "Tx", "new_id", "now"]
+__all__ = ["ACTIVE_RUN_STATUSES", "PARENTS", "Cursor", "PageKeys", "Store", "Tx", "new_id", "now"]
 
 ID_PREFIXES = {
     "assistant": "asst_",
@@ -45,6 +53,15 @@ _NAMES = {
     "vector_store": "vector store",
     "vector_store.file": "vector store file",
     "vector_store.files_batch": "vector store file batch",
+}
+
+
+#: Kinds owned by their parent's owner: (parent kind, the field naming the parent).
+PARENTS = {
+    "message": ("thread", "thread_id"),
+    "run": ("thread", "thread_id"),
+    "run_step": ("thread", "thread_id"),
+    "vector_store.files_batch": ("vector_store", "vector_store_id"),
 }
 
 
@@ -96,27 +113,79 @@ class PageKeys:
     has_more: bool
 
 
-class Tx:
-    """The operations available inside one transaction."""
+#: An object's parent, named by kind and id: what it inherits its owner from.
+Parent = tuple[str, str]
 
-    def __init__(self, conn: AsyncConnection):
+
+def _parent(kind: str, obj: dict[str, Any], parent: Parent | None) -> Parent | None:
+    """What ``obj`` inherits its owner from: ``parent`` if given, else its kind's parent."""
+    if parent is None and kind in PARENTS:
+        parent_kind, field = PARENTS[kind]
+        parent = (parent_kind, obj[field])
+    return parent
+
+
+class Tx:
+    """The operations available inside one transaction, acting for ``caller``."""
+
+    def __init__(self, conn: AsyncConnection, caller: Caller = SERVER):
         self.conn = conn
+        self.caller = caller
+
+    def as_server(self) -> Tx:
+        """This transaction seen by the server: for the upkeep a caller's change entails in
+        objects it cannot see (a deleted file leaves an admin's store that held it)."""
+        return Tx(self.conn, SERVER)
+
+    def visible(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        """The condition that limits ``table`` to the caller's objects (none for an admin).
+
+        Tables without an ``owner`` (a store's files) are reached only through their owned
+        parent, which the routes read first.
+        """
+        if self.caller.admin or "owner" not in table.c:
+            return []
+        return [table.c.owner == self.caller.owner]
 
     # -- generic objects ------------------------------------------------------------------
 
-    async def insert(self, kind: str, obj: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        await self.conn.execute(sa.insert(db.TABLES[kind]).values(**_columns(kind, obj), **extra))
+    async def insert(
+        self, kind: str, obj: dict[str, Any], *, parent: Parent | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Insert ``obj``, owned by the caller, or by the owner of its parent (if it has one,
+        or ``parent`` names one)."""
+        owner: Any = self.caller.owner
+        parent = _parent(kind, obj, parent)
+        if parent is not None:
+            table = db.TABLES[parent[0]]
+            owner = sa.select(table.c.owner).where(table.c.id == parent[1]).scalar_subquery()
+        values = {**_columns(kind, obj), "owner": owner, **extra}
+        await self.conn.execute(sa.insert(db.TABLES[kind]).values(**values))
         return obj
 
-    async def insert_many(self, kind: str, objs: Sequence[dict[str, Any]]) -> None:
-        if objs:
-            await self.conn.execute(sa.insert(db.TABLES[kind]), [_columns(kind, o) for o in objs])
+    async def insert_many(
+        self, kind: str, objs: Sequence[dict[str, Any]], *, parent: Parent | None = None
+    ) -> None:
+        """Insert several objects, owned as :meth:`insert` says."""
+        if not objs:
+            return
+        parents = [_parent(kind, obj, parent) for obj in objs]
+        owners: dict[Parent | None, str | None] = {None: self.caller.owner}
+        for key in {p for p in parents if p is not None}:
+            table = db.TABLES[key[0]]
+            owners[key] = await self.conn.scalar(
+                sa.select(table.c.owner).where(table.c.id == key[1])
+            )
+        rows = [{**_columns(kind, o), "owner": owners[p]} for o, p in zip(objs, parents, strict=True)]
+        await self.conn.execute(sa.insert(db.TABLES[kind]), rows)
 
     async def get(self, kind: str, object_id: str, *, param: str | None = None) -> dict[str, Any]:
         """The object, or :class:`NotFound` naming what was asked for."""
         table = db.TABLES[kind]
         row = (
-            await self.conn.execute(sa.select(table.c.data).where(table.c.id == object_id))
+            await self.conn.execute(
+                sa.select(table.c.data).where(table.c.id == object_id, *self.visible(table))
+            )
         ).first()
         if row is None:
             raise NotFound.of(_NAMES.get(kind, kind), object_id, param)
@@ -124,7 +193,9 @@ class Tx:
 
     async def exists(self, kind: str, object_id: str) -> bool:
         table = db.TABLES[kind]
-        row = await self.conn.execute(sa.select(table.c.seq).where(table.c.id == object_id))
+        row = await self.conn.execute(
+            sa.select(table.c.seq).where(table.c.id == object_id, *self.visible(table))
+        )
         return row.first() is not None
 
     async def update(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -141,13 +212,17 @@ class Tx:
         cols = _columns(kind, obj)
         del cols["id"], cols["created_at"]
         result = await self.conn.execute(
-            sa.update(table).where(table.c.id == obj["id"], *where).values(**cols)
+            sa.update(table)
+            .where(table.c.id == obj["id"], *self.visible(table), *where)
+            .values(**cols)
         )
         return bool(result.rowcount)
 
     async def delete(self, kind: str, object_id: str) -> bool:
         table = db.TABLES[kind]
-        result = await self.conn.execute(sa.delete(table).where(table.c.id == object_id))
+        result = await self.conn.execute(
+            sa.delete(table).where(table.c.id == object_id, *self.visible(table))
+        )
         return bool(result.rowcount)
 
     async def page_keys(
@@ -160,6 +235,7 @@ class Tx:
         """
         limit, order, after, before = cursor.limit, cursor.order, cursor.after, cursor.before
         table = db.TABLES[kind]
+        where = [*where, *self.visible(table)]
         query = sa.select(table.c.seq).where(*where)
         descending = order == "desc"
         for object_id, param, forward in ((after, "after", True), (before, "before", False)):
@@ -198,7 +274,7 @@ class Tx:
         table = db.threads
         result = await self.conn.execute(
             sa.update(table)
-            .where(table.c.id == thread_id, table.c.active_run_id.is_(None))
+            .where(table.c.id == thread_id, table.c.active_run_id.is_(None), *self.visible(table))
             .values(active_run_id=run_id)
         )
         if result.rowcount != 1:
@@ -209,7 +285,9 @@ class Tx:
         """Raise :class:`ThreadBusy` (naming the run) if the thread has an active run."""
         table = db.threads
         row = (
-            await self.conn.execute(sa.select(table.c.active_run_id).where(table.c.id == thread_id))
+            await self.conn.execute(
+                sa.select(table.c.active_run_id).where(table.c.id == thread_id, *self.visible(table))
+            )
         ).first()
         if row is None:
             raise NotFound.of("thread", thread_id)
@@ -317,18 +395,19 @@ class Store:
             await conn.run_sync(db.metadata.create_all)
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
-        """A transaction that may write; committed on success, rolled back on error."""
+    async def tx(self, caller: Caller = SERVER) -> AsyncIterator[Tx]:
+        """A transaction that may write, for ``caller`` (by default the server, which sees
+        everything); committed on success, rolled back on error."""
         async with self.engine.begin() as conn:
-            yield Tx(conn)
+            yield Tx(conn, caller)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Tx]:
-        """A transaction that only reads (on SQLite it takes no write lock)."""
+    async def read(self, caller: Caller = SERVER) -> AsyncIterator[Tx]:
+        """A transaction that only reads (on SQLite it takes no write lock), for ``caller``."""
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**{db.READ_ONLY: True})
             async with conn.begin():
-                yield Tx(conn)
+                yield Tx(conn, caller)
 
     async def stream_page(self, keys: PageKeys) -> AsyncIterator[bytes]:
         """The page's ``ListXResponse`` body as JSON, built from the stored text of each object.

@@ -30,7 +30,7 @@ from .retrieval import index
 from .retrieval.chunking import AUTO_MAX_TOKENS, AUTO_OVERLAP_TOKENS
 from .retrieval.embedders import get_embedder
 from .schemas import CreateMessage, NewToolResources, ToolResources
-from .store import Tx, now
+from .store import Parent, Tx, now
 
 __all__ = [
     "THREAD_STORE_DAYS",
@@ -296,8 +296,10 @@ async def create_store(
     file_ids: Sequence[str] = (),
     chunking: Any = None,
     param: str = "",
+    parent: Parent | None = None,
 ) -> dict[str, Any]:
-    """A new store holding ``file_ids`` (404 naming ``{param}file_ids[i]`` for a missing one)."""
+    """A new store holding ``file_ids`` (404 naming ``{param}file_ids[i]`` for a missing one),
+    owned by the caller, or by ``parent``'s owner."""
     store = vso.vector_store_object(
         name=name,
         description=description,
@@ -305,7 +307,7 @@ async def create_store(
         expires_after=expires_after,
         embedding_model=embedding_model,
     )
-    await tx.insert("vector_store", store)
+    await tx.insert("vector_store", store, parent=parent)
     for i, file_id in enumerate(dict.fromkeys(file_ids)):
         await add_file(
             tx, store["id"], file_id, chunking=chunking, param=f"{param}file_ids[{i}]"
@@ -316,11 +318,15 @@ async def create_store(
 async def resolve_tool_resources(
     tx: Tx, resources: NewToolResources | ToolResources | None, param: str
 ) -> dict[str, Any]:
-    """Tool resources as stored: ``vector_store_ids`` checked, ``vector_stores`` made."""
+    """Tool resources as stored: ``file_ids`` and ``vector_store_ids`` checked (each must be
+    the caller's: a run would give its model another's), ``vector_stores`` made."""
     out: dict[str, Any] = {}
     if resources is None:
         return out
     if resources.code_interpreter is not None:
+        for i, file_id in enumerate(resources.code_interpreter.file_ids):
+            if not await tx.exists("file", file_id):
+                raise NotFound.of("file", file_id, f"{param}.code_interpreter.file_ids[{i}]")
         out["code_interpreter"] = resources.code_interpreter.model_dump(mode="json")
     search = resources.file_search
     if search is None:
@@ -369,6 +375,7 @@ async def attach_message_files(tx: Tx, thread_id: str, message: CreateMessage) -
             embedding_model=await embedder_name(None),
             name=f"thread {thread_id}",
             expires_after={"anchor": "last_active_at", "days": THREAD_STORE_DAYS},
+            parent=("thread", thread_id),  # the thread's, whoever added the message
         )
         ids = [store["id"], *ids[1:]] if ids else [store["id"]]
         thread["tool_resources"] = {**resources, "file_search": {"vector_store_ids": ids}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from ..auth import authenticate
 from . import assistants, files, runs, threads, vector_store_files, vector_stores
@@ -21,13 +21,9 @@ __all__ = ["api_router"]
 
 
 def api_router(server: Server) -> APIRouter:
-    """Every route of the API, each refusing a caller without the server's key."""
-    config = server.config
-
-    async def authenticated(request: Request) -> None:
-        authenticate(config, request)
-
-    router = APIRouter(dependencies=[Depends(authenticated)])
+    """Every route of the API, each refusing a caller without a key (the routes that act on
+    objects take the caller as a :data:`~..auth.CallerDep` parameter too: one check a request)."""
+    router = APIRouter(dependencies=[Depends(authenticate)])
     router.include_router(assistants.router(server))
     # Runs before threads: POST /threads/{thread_id} would otherwise shadow POST /threads/runs.
     router.include_router(runs.router(server))

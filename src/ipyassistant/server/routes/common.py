@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from .. import objects
 from ..bodies import JSONBodyRoute
+from ..caller import Caller
 from ..errors import InvalidRequest, NotFound
 from ..events import EventStream
 from ..schemas import CreateMessage
@@ -70,15 +71,15 @@ def sse(events: EventStream) -> StreamingResponse:
     )
 
 
-async def fetch(store: Store, kind: str, object_id: str) -> dict[str, Any]:
-    """One object by id (404 if there is none), read in a transaction of its own."""
-    async with store.read() as tx:
+async def fetch(store: Store, caller: Caller, kind: str, object_id: str) -> dict[str, Any]:
+    """One of the caller's objects by id (404 if there is none), read in a transaction of its own."""
+    async with store.read(caller) as tx:
         return await tx.get(kind, object_id)
 
 
-async def delete_one(store: Store, kind: str, object_id: str) -> None:
-    """Delete one object by id (404 if there is none) in a transaction of its own."""
-    async with store.tx() as tx:
+async def delete_one(store: Store, caller: Caller, kind: str, object_id: str) -> None:
+    """Delete one of the caller's objects by id (404 if there is none) in a transaction of its own."""
+    async with store.tx(caller) as tx:
         if not await tx.delete(kind, object_id):
             raise NotFound.of(kind, object_id)
 
@@ -136,7 +137,9 @@ async def get_own(tx: Tx, kind: str, object_id: str, thread_id: str) -> dict[str
     return obj
 
 
-async def fetch_own(store: Store, kind: str, object_id: str, thread_id: str) -> dict[str, Any]:
+async def fetch_own(
+    store: Store, caller: Caller, kind: str, object_id: str, thread_id: str
+) -> dict[str, Any]:
     """:func:`get_own`, read in a transaction of its own."""
-    async with store.read() as tx:
+    async with store.read(caller) as tx:
         return await get_own(tx, kind, object_id, thread_id)

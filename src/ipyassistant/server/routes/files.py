@@ -14,6 +14,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from .. import db, objects, vector_stores
+from ..auth import CallerDep
 from ..errors import InvalidRequest, NotFound
 from ..store import Cursor, new_id
 from .common import Order, fetch, listing, new_router
@@ -59,7 +60,10 @@ def router(server: Server) -> APIRouter:
 
     @routes.post("/files")
     async def upload_file(
-        request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
+        request: Request,
+        file: Annotated[UploadFile, File()],
+        purpose: Annotated[str, Form()],
+        caller: CallerDep,
     ) -> dict[str, Any]:
         _check_form(list(await request.form()), purpose)  # parsed already: FastAPI read it
         file_id = new_id("file")
@@ -69,7 +73,7 @@ def router(server: Server) -> APIRouter:
         filename = PurePosixPath((file.filename or "").replace("\\", "/")).name or "upload"
         row = objects.file_object(file_id, filename, size, purpose)
         try:
-            async with store.tx() as tx:
+            async with store.tx(caller) as tx:
                 return await tx.insert("file", row)
         except BaseException:
             files.delete(file_id)
@@ -77,32 +81,34 @@ def router(server: Server) -> APIRouter:
 
     @routes.get("/files")
     async def list_files(
+        caller: CallerDep,
         purpose: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
         order: Order = "desc",
         after: str | None = None,
     ) -> Response:
         where = [db.files.c.purpose == purpose] if purpose else []
-        async with store.read() as tx:
+        async with store.read(caller) as tx:
             keys = await tx.page_keys("file", Cursor(limit, order, after, None), where=where)
         return listing(store, keys)
 
     @routes.get("/files/{file_id}")
-    async def get_file(file_id: str) -> dict[str, Any]:
-        return await fetch(store, "file", file_id)
+    async def get_file(file_id: str, caller: CallerDep) -> dict[str, Any]:
+        return await fetch(store, caller, "file", file_id)
 
     @routes.delete("/files/{file_id}")
-    async def delete_file(file_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def delete_file(file_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             if not await tx.delete("file", file_id):
                 raise NotFound.of("file", file_id)
-            await vector_stores.remove_file(tx, file_id)
+            # From every store that holds it, the caller's or not (an admin may have added it).
+            await vector_stores.remove_file(tx.as_server(), file_id)
         files.delete(file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
     @routes.get("/files/{file_id}/content")
-    async def file_content(file_id: str) -> Response:
-        async with store.read() as tx:
+    async def file_content(file_id: str, caller: CallerDep) -> Response:
+        async with store.read(caller) as tx:
             row = await tx.get("file", file_id)
         path = files.path(file_id)
         if not path.exists():

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from .. import db, objects, vector_stores
+from ..auth import CallerDep
 from ..engine.file_search import INCLUDE_CONTENT, without_content
 from ..errors import InvalidRequest, NotFound
 from ..events import NO_EVENTS, EventStream
@@ -158,15 +159,17 @@ def router(server: Server) -> APIRouter:
         return sse(events)
 
     @routes.post("/threads/{thread_id}/runs")
-    async def create_run(thread_id: str, body: CreateRun, include: IncludeContent) -> Any:
-        async with store.tx() as tx:
+    async def create_run(
+        thread_id: str, body: CreateRun, include: IncludeContent, caller: CallerDep
+    ) -> Any:
+        async with store.tx(caller) as tx:
             await tx.get("thread", thread_id)
             run = await insert_run(tx, thread_id, body)
         return start(run, body.stream, include_content=include)
 
     @routes.post("/threads/runs")
-    async def create_thread_and_run(body: CreateThreadAndRun) -> Any:
-        async with store.tx() as tx:
+    async def create_thread_and_run(body: CreateThreadAndRun, caller: CallerDep) -> Any:
+        async with store.tx(caller) as tx:
             thread_body = body.thread or CreateThread()
             if body.tool_resources is not None and thread_body.tool_resources is None:
                 thread_body = thread_body.model_copy(update={"tool_resources": body.tool_resources})
@@ -175,20 +178,22 @@ def router(server: Server) -> APIRouter:
         return start(run, body.stream, thread)
 
     @routes.get("/threads/{thread_id}/runs")
-    async def list_runs(thread_id: str, page: Page) -> Response:
-        async with store.read() as tx:
+    async def list_runs(thread_id: str, page: Page, caller: CallerDep) -> Response:
+        async with store.read(caller) as tx:
             await tx.get("thread", thread_id)
             keys = await tx.page_keys("run", page, where=[db.runs.c.thread_id == thread_id])
         return listing(store, keys)
 
     @routes.get("/threads/{thread_id}/runs/{run_id}")
-    async def get_run(thread_id: str, run_id: str) -> dict[str, Any]:
-        return await fetch_own(store, "run", run_id, thread_id)
+    async def get_run(thread_id: str, run_id: str, caller: CallerDep) -> dict[str, Any]:
+        return await fetch_own(store, caller, "run", run_id, thread_id)
 
     @routes.post("/threads/{thread_id}/runs/{run_id}")
-    async def modify_run(thread_id: str, run_id: str, body: ModifyMetadata) -> dict[str, Any]:
+    async def modify_run(
+        thread_id: str, run_id: str, body: ModifyMetadata, caller: CallerDep
+    ) -> dict[str, Any]:
         for _ in range(5):
-            async with store.tx() as tx:
+            async with store.tx(caller) as tx:
                 run = await get_own(tx, "run", run_id, thread_id)
                 run["metadata"] = body.metadata or {}
                 if await tx.update_run(run, run["status"]):
@@ -196,11 +201,16 @@ def router(server: Server) -> APIRouter:
         raise InvalidRequest(f"Run {run_id} kept changing; try again.")
 
     @routes.post("/threads/{thread_id}/runs/{run_id}/cancel")
-    async def cancel_run(thread_id: str, run_id: str) -> dict[str, Any]:
+    async def cancel_run(thread_id: str, run_id: str, caller: CallerDep) -> dict[str, Any]:
+        # The engine acts for the server: the caller may only ask for a run it can see.
+        await fetch_own(store, caller, "run", run_id, thread_id)
         return await engine.cancel(thread_id, run_id)
 
     @routes.post("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
-    async def submit_tool_outputs(thread_id: str, run_id: str, body: SubmitToolOutputs) -> Any:
+    async def submit_tool_outputs(
+        thread_id: str, run_id: str, body: SubmitToolOutputs, caller: CallerDep
+    ) -> Any:
+        await fetch_own(store, caller, "run", run_id, thread_id)
         outputs = [o.model_dump() for o in body.tool_outputs]
         if not body.stream:
             return await engine.submit_tool_outputs(thread_id, run_id, outputs, NO_EVENTS)
@@ -212,9 +222,9 @@ def router(server: Server) -> APIRouter:
 
     @routes.get("/threads/{thread_id}/runs/{run_id}/steps")
     async def list_steps(
-        thread_id: str, run_id: str, page: Page, include: IncludeContent
+        thread_id: str, run_id: str, page: Page, include: IncludeContent, caller: CallerDep
     ) -> Response:
-        async with store.read() as tx:
+        async with store.read(caller) as tx:
             await get_own(tx, "run", run_id, thread_id)
             keys = await tx.page_keys("run_step", page, where=[db.run_steps.c.run_id == run_id])
         if include:
@@ -224,9 +234,9 @@ def router(server: Server) -> APIRouter:
 
     @routes.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
     async def get_step(
-        thread_id: str, run_id: str, step_id: str, include: IncludeContent
+        thread_id: str, run_id: str, step_id: str, include: IncludeContent, caller: CallerDep
     ) -> dict[str, Any]:
-        async with store.read() as tx:
+        async with store.read(caller) as tx:
             step = await get_own(tx, "run_step", step_id, thread_id)
         if step["run_id"] != run_id:
             raise NotFound.of("run step", step_id)

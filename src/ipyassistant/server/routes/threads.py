@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from .. import db, objects, vector_stores
+from ..auth import CallerDep
 from ..schemas import CreateMessage, CreateThread, ModifyMetadata, ModifyThread
 from ..store import Tx
 from .common import (
@@ -56,19 +57,19 @@ def router(server: Server) -> APIRouter:
     routes = new_router()
 
     @routes.post("/threads")
-    async def create_thread(body: CreateThread) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def create_thread(body: CreateThread, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             thread = await insert_thread(tx, body)
         server.indexer.wake()  # for the files its messages or tool resources gave it
         return thread
 
     @routes.get("/threads/{thread_id}")
-    async def get_thread(thread_id: str) -> dict[str, Any]:
-        return await fetch(store, "thread", thread_id)
+    async def get_thread(thread_id: str, caller: CallerDep) -> dict[str, Any]:
+        return await fetch(store, caller, "thread", thread_id)
 
     @routes.post("/threads/{thread_id}")
-    async def modify_thread(thread_id: str, body: ModifyThread) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def modify_thread(thread_id: str, body: ModifyThread, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             thread = await tx.get("thread", thread_id)
             if "metadata" in body.model_fields_set:
                 thread["metadata"] = body.metadata or {}
@@ -79,8 +80,8 @@ def router(server: Server) -> APIRouter:
             return await tx.update("thread", thread)
 
     @routes.delete("/threads/{thread_id}")
-    async def delete_thread(thread_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def delete_thread(thread_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             await tx.delete_thread(thread_id)
         # The thread's kernel and working directory go with it.
         await server.code_interpreter.discard_thread(thread_id, remove_files=True)
@@ -89,8 +90,8 @@ def router(server: Server) -> APIRouter:
     # -- messages ------------------------------------------------------------------------
 
     @routes.post("/threads/{thread_id}/messages")
-    async def create_message(thread_id: str, body: CreateMessage) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def create_message(thread_id: str, body: CreateMessage, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             await tx.ensure_thread_idle(thread_id, "add messages to")
             await check_files(tx, body, "")
             attached = await vector_stores.attach_message_files(tx, thread_id, body)
@@ -100,31 +101,33 @@ def router(server: Server) -> APIRouter:
         return message
 
     @routes.get("/threads/{thread_id}/messages")
-    async def list_messages(thread_id: str, page: Page, run_id: str | None = None) -> Response:
+    async def list_messages(
+        thread_id: str, page: Page, caller: CallerDep, run_id: str | None = None
+    ) -> Response:
         where = [db.messages.c.thread_id == thread_id]
         if run_id is not None:
             where.append(db.messages.c.run_id == run_id)
-        async with store.read() as tx:
+        async with store.read(caller) as tx:
             await tx.get("thread", thread_id)
             keys = await tx.page_keys("message", page, where=where)
         return listing(store, keys)
 
     @routes.get("/threads/{thread_id}/messages/{message_id}")
-    async def get_message(thread_id: str, message_id: str) -> dict[str, Any]:
-        return await fetch_own(store, "message", message_id, thread_id)
+    async def get_message(thread_id: str, message_id: str, caller: CallerDep) -> dict[str, Any]:
+        return await fetch_own(store, caller, "message", message_id, thread_id)
 
     @routes.post("/threads/{thread_id}/messages/{message_id}")
     async def modify_message(
-        thread_id: str, message_id: str, body: ModifyMetadata
+        thread_id: str, message_id: str, body: ModifyMetadata, caller: CallerDep
     ) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.tx(caller) as tx:
             message = await get_own(tx, "message", message_id, thread_id)
             message["metadata"] = body.metadata or {}
             return await tx.update("message", message)
 
     @routes.delete("/threads/{thread_id}/messages/{message_id}")
-    async def delete_message(thread_id: str, message_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def delete_message(thread_id: str, message_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             await get_own(tx, "message", message_id, thread_id)
             await tx.ensure_thread_idle(thread_id, "delete messages of")
             await tx.delete("message", message_id)

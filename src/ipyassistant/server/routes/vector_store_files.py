@@ -15,6 +15,8 @@ from fastapi.responses import Response
 from .. import db
 from .. import vector_store_objects as vso
 from .. import vector_stores as stores
+from ..auth import CallerDep
+from ..caller import Caller
 from ..errors import NotFound
 from ..retrieval import index
 from ..store import Store
@@ -39,8 +41,10 @@ def router(server: Server) -> APIRouter:
     routes = new_router()
 
     @routes.post("/vector_stores/{vector_store_id}/files")
-    async def create_file(vector_store_id: str, body: CreateVectorStoreFile) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def create_file(
+        vector_store_id: str, body: CreateVectorStoreFile, caller: CallerDep
+    ) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             current = await stores.get_usable(tx, vector_store_id, "take new files")
             obj = await stores.add_file(
                 tx,
@@ -55,23 +59,25 @@ def router(server: Server) -> APIRouter:
         return obj
 
     @routes.get("/vector_stores/{vector_store_id}/files")
-    async def list_files(vector_store_id: str, page: Page, filter: StatusFilter = None) -> Response:
+    async def list_files(
+        vector_store_id: str, page: Page, caller: CallerDep, filter: StatusFilter = None
+    ) -> Response:
         where = [_files.c.vector_store_id == vector_store_id]
         if filter is not None:
             where.append(_files.c.status == filter)
-        return await _page(store, page, where, vector_store_id)
+        return await _page(store, caller, page, where, vector_store_id)
 
     @routes.get("/vector_stores/{vector_store_id}/files/{file_id}")
-    async def get_file(vector_store_id: str, file_id: str) -> dict[str, Any]:
-        async with store.read() as tx:
+    async def get_file(vector_store_id: str, file_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.read(caller) as tx:
             await tx.get("vector_store", vector_store_id)
             return await stores.file_row(tx, vector_store_id, file_id)
 
     @routes.post("/vector_stores/{vector_store_id}/files/{file_id}")
     async def update_file(
-        vector_store_id: str, file_id: str, body: UpdateFileAttributes
+        vector_store_id: str, file_id: str, body: UpdateFileAttributes, caller: CallerDep
     ) -> dict[str, Any]:
-        async with store.tx() as tx:
+        async with store.tx(caller) as tx:
             await tx.get("vector_store", vector_store_id)
             obj = await stores.file_row(tx, vector_store_id, file_id)
             obj["attributes"] = body.attributes or {}
@@ -81,15 +87,17 @@ def router(server: Server) -> APIRouter:
         return obj
 
     @routes.delete("/vector_stores/{vector_store_id}/files/{file_id}")
-    async def delete_file(vector_store_id: str, file_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def delete_file(vector_store_id: str, file_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             await tx.get("vector_store", vector_store_id)
             await stores.delete_file(tx, vector_store_id, file_id)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
     @routes.get("/vector_stores/{vector_store_id}/files/{file_id}/content")
-    async def file_content(vector_store_id: str, file_id: str) -> dict[str, Any]:
-        async with store.read() as tx:
+    async def file_content(
+        vector_store_id: str, file_id: str, caller: CallerDep
+    ) -> dict[str, Any]:
+        async with store.read(caller) as tx:
             await tx.get("vector_store", vector_store_id)
             await stores.file_row(tx, vector_store_id, file_id)
             return vso.content_page(await index.file_chunks(tx.conn, vector_store_id, file_id))
@@ -97,7 +105,9 @@ def router(server: Server) -> APIRouter:
     # -- batches --------------------------------------------------------------------------
 
     @routes.post("/vector_stores/{vector_store_id}/file_batches")
-    async def create_batch(vector_store_id: str, body: CreateFileBatch) -> dict[str, Any]:
+    async def create_batch(
+        vector_store_id: str, body: CreateFileBatch, caller: CallerDep
+    ) -> dict[str, Any]:
         if body.files is not None:
             entries = [(f"files[{i}].file_id", f) for i, f in enumerate(body.files)]
             wanted = [(p, f.file_id, f.chunking_strategy, f.attributes) for p, f in entries]
@@ -107,7 +117,7 @@ def router(server: Server) -> APIRouter:
                 for i, file_id in enumerate(body.file_ids or [])
             ]
         unique = {file_id: (param, file_id, chunking, attrs) for param, file_id, chunking, attrs in wanted}
-        async with store.tx() as tx:
+        async with store.tx(caller) as tx:
             current = await stores.get_usable(tx, vector_store_id, "take new files")
             batch = vso.batch_object(vector_store_id, len(unique))
             await tx.insert("vector_store.files_batch", batch)
@@ -128,25 +138,31 @@ def router(server: Server) -> APIRouter:
         return batch
 
     @routes.get("/vector_stores/{vector_store_id}/file_batches/{batch_id}")
-    async def get_batch(vector_store_id: str, batch_id: str) -> dict[str, Any]:
-        async with store.read() as tx:
+    async def get_batch(vector_store_id: str, batch_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.read(caller) as tx:
             return await _batch(tx, vector_store_id, batch_id)
 
     @routes.post("/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel")
-    async def cancel_batch(vector_store_id: str, batch_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def cancel_batch(
+        vector_store_id: str, batch_id: str, caller: CallerDep
+    ) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             return await stores.cancel_batch(tx, await _batch(tx, vector_store_id, batch_id))
 
     @routes.get("/vector_stores/{vector_store_id}/file_batches/{batch_id}/files")
     async def list_batch_files(
-        vector_store_id: str, batch_id: str, page: Page, filter: StatusFilter = None
+        vector_store_id: str,
+        batch_id: str,
+        page: Page,
+        caller: CallerDep,
+        filter: StatusFilter = None,
     ) -> Response:
-        async with store.read() as tx:
+        async with store.read(caller) as tx:
             await _batch(tx, vector_store_id, batch_id)
         where = [_files.c.vector_store_id == vector_store_id, _files.c.batch_id == batch_id]
         if filter is not None:
             where.append(_files.c.status == filter)
-        return await _page(store, page, where, vector_store_id)
+        return await _page(store, caller, page, where, vector_store_id)
 
     return routes
 
@@ -160,8 +176,10 @@ async def _batch(tx: Any, vector_store_id: str, batch_id: str) -> dict[str, Any]
     return batch
 
 
-async def _page(store: Store, page: Any, where: list[Any], vector_store_id: str) -> Response:
-    async with store.read() as tx:
+async def _page(
+    store: Store, caller: Caller, page: Any, where: list[Any], vector_store_id: str
+) -> Response:
+    async with store.read(caller) as tx:
         await tx.get("vector_store", vector_store_id)
         keys = await tx.page_keys("vector_store.file", page, where=where)
     return listing(store, keys)

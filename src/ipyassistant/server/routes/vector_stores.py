@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from .. import db
 from .. import vector_store_objects as vso
 from .. import vector_stores as stores
+from ..auth import CallerDep
 from ..errors import InvalidRequest
 from ..retrieval.search import search
 from ..vector_store_schemas import CreateVectorStore, ModifyVectorStore, SearchVectorStore
@@ -33,9 +34,9 @@ def router(server: Server) -> APIRouter:
     routes = new_router()
 
     @routes.post("/vector_stores", dependencies=[Depends(_has_body)])
-    async def create_vector_store(body: CreateVectorStore) -> dict[str, Any]:
+    async def create_vector_store(body: CreateVectorStore, caller: CallerDep) -> dict[str, Any]:
         embedder = await stores.embedder_name(body.embedding_model)
-        async with store.tx() as tx:
+        async with store.tx(caller) as tx:
             created = await stores.create_store(
                 tx,
                 embedding_model=embedder,
@@ -50,23 +51,25 @@ def router(server: Server) -> APIRouter:
         return created
 
     @routes.get("/vector_stores")
-    async def list_vector_stores(page: Page) -> Response:
-        async with store.read() as tx:
+    async def list_vector_stores(page: Page, caller: CallerDep) -> Response:
+        async with store.read(caller) as tx:
             keys = await tx.page_keys("vector_store", page)
         return listing(store, keys)
 
     @routes.get("/vector_stores/{vector_store_id}")
-    async def get_vector_store(vector_store_id: str) -> dict[str, Any]:
-        async with store.read() as tx:
+    async def get_vector_store(vector_store_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.read(caller) as tx:
             return stores.as_read(await tx.get("vector_store", vector_store_id))
 
     @routes.post("/vector_stores/{vector_store_id}")
-    async def modify_vector_store(vector_store_id: str, body: ModifyVectorStore) -> dict[str, Any]:
+    async def modify_vector_store(
+        vector_store_id: str, body: ModifyVectorStore, caller: CallerDep
+    ) -> dict[str, Any]:
         given = body.model_fields_set
         embedder = None
         if body.embedding_model is not None:
             embedder = await stores.embedder_name(body.embedding_model)
-        async with store.tx() as tx:
+        async with store.tx(caller) as tx:
             current = stores.as_read(await tx.get("vector_store", vector_store_id))
             if "name" in given:
                 current["name"] = body.name or ""
@@ -95,19 +98,21 @@ def router(server: Server) -> APIRouter:
         return current
 
     @routes.delete("/vector_stores/{vector_store_id}")
-    async def delete_vector_store(vector_store_id: str) -> dict[str, Any]:
-        async with store.tx() as tx:
+    async def delete_vector_store(vector_store_id: str, caller: CallerDep) -> dict[str, Any]:
+        async with store.tx(caller) as tx:
             await stores.delete_store(tx, vector_store_id)
         return deleted("vector_store", vector_store_id)
 
     @routes.post("/vector_stores/{vector_store_id}/search")
-    async def search_vector_store(vector_store_id: str, body: SearchVectorStore) -> dict[str, Any]:
+    async def search_vector_store(
+        vector_store_id: str, body: SearchVectorStore, caller: CallerDep
+    ) -> dict[str, Any]:
         queries = [body.query] if isinstance(body.query, str) else body.query
         ranking = body.ranking_options
-        async with store.tx() as tx:
+        async with store.tx(caller) as tx:
             used = await stores.get_usable(tx, vector_store_id, "be searched")
             await tx.update("vector_store", stores.touch(used))
-        async with store.read() as tx:
+        async with store.read(caller) as tx:
             try:
                 hits = await search(
                     tx.conn,
