@@ -100,8 +100,8 @@ def cite(item: MessageItem, state: ViewState) -> Cited:
     return Cited(sources, numbers)
 
 
-#: Closing quote marks a citation's number is put after.
-CLOSING_QUOTES = "\"'”’»"
+#: Closing quote marks (straight, curly and guillemet) a citation's number is put after.
+CLOSING_QUOTES = "\"'\u201d\u2019\u00bb"
 
 
 def with_markers(
