@@ -218,7 +218,7 @@ async def _run(docs: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.from_url(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite'}")
-        await store.create_tables()
+        await store.migrate()
         try:
             await _quality(store, docs)
             await _latency(store)

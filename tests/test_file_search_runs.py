@@ -326,7 +326,7 @@ def test_the_model_sees_a_search_function_and_numbered_results():
 
 async def test_a_search_waits_for_the_threads_files_being_indexed_but_not_for_ever(tmp_path):
     store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
-    await store.create_tables()
+    await store.migrate()
     now = int(time.time())
     assistant = objects.assistant_object({"model": "test", "tools": [{"type": "file_search"}]})
     thread = objects.thread_object(None, {"file_search": {"vector_store_ids": ["vs_thread"]}})

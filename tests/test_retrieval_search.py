@@ -37,7 +37,7 @@ KINDS = ("company", "river", "dish")  # the order make_corpus cycles through
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    await s.create_tables()
+    await s.migrate()
     yield s
     await s.close()
 

@@ -11,6 +11,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .server.cli import add_serve_parser
+    from .server.cli_db import add_db_parser
     from .server.cli_keys import add_keys_parser
 
     parser = argparse.ArgumentParser(
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add_serve_parser(commands)
     add_keys_parser(commands)
+    add_db_parser(commands)
     demo = commands.add_parser(
         "demo", help="talk to an assistant on the embedded server, in the terminal"
     )

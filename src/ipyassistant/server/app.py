@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import schema
 from .auth import authenticate
 from .bodies import APIJSONResponse
 from .code_interpreter import CodeInterpreter
@@ -54,6 +55,12 @@ class Server:
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.migrate:
+            await self.store.migrate()
+        else:
+            schema.check_current(
+                await self.store.schema_revision(), self.config.resolved_database_url
+            )
         await self.engine.start()
         self.indexer.start()
         await self.code_interpreter.start()  # the warm pool fills in the background

@@ -44,6 +44,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="SQLAlchemy async URL, e.g. postgresql+asyncpg://… (IPYASSISTANT_DATABASE_URL; default SQLite in the data directory)",
     )
     parser.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="do not upgrade the database's schema at start: refuse to start if it is not the "
+        "newest (then run 'ipyassistant db upgrade')",
+    )
+    parser.add_argument(
         "--api-key",
         default=None,
         help="the Bearer key clients must send (IPYASSISTANT_API_KEY); required unless bound to loopback, where a random one is made",
@@ -106,6 +113,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .cli_db import schema_problem
     from .cli_keys import database_has_keys
     from .config import ServerConfig
     from .embedded import DrainingServer
@@ -118,7 +126,11 @@ def serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         api_key=args.api_key,
         code_sandbox=sandbox,
+        migrate=args.migrate,
     )
+    if not config.migrate and (problem := schema_problem(config.resolved_database_url)):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     # Without --api-key, people's keys in the database (``ipyassistant keys``) let them in;
     # with neither, only a loopback server may start, with a random key of its own.
     if not config.api_key and not database_has_keys(args.data_dir, args.database_url):
@@ -135,6 +147,7 @@ def serve(args: argparse.Namespace) -> int:
             database_url=args.database_url,
             api_key=secrets.token_urlsafe(24),
             code_sandbox=sandbox,
+            migrate=args.migrate,
         )
         print(
             f"No API key given; clients must send this one: {config.api_key}",

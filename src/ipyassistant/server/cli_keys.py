@@ -53,7 +53,7 @@ def add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _with_keys(args: argparse.Namespace, use: Callable[[KeyBook], Awaitable[_T]]) -> _T:
-    """Run ``use(keys)`` on the database ``args`` name (its tables made if new)."""
+    """Run ``use(keys)`` on the database ``args`` name (its schema upgraded first)."""
     from .config import ServerConfig
     from .keys import KeyBook
     from .store import Store
@@ -63,7 +63,7 @@ def _with_keys(args: argparse.Namespace, use: Callable[[KeyBook], Awaitable[_T]]
     async def main() -> _T:
         store = Store.from_url(config.resolved_database_url)
         try:
-            await store.create_tables()
+            await store.migrate()
             return await use(KeyBook(store))
         finally:
             await store.close()

@@ -65,6 +65,8 @@ class ServerConfig:
     max_request_mb: int = 32
     #: The same for a file upload (multipart), as OpenAI's limit on a file.
     max_upload_mb: int = 512
+    #: Upgrade the database's schema at start (see schema.py); if not, refuse an old one.
+    migrate: bool = True
     #: How long a run may wait in ``requires_action`` (and live at all) before it expires.
     run_expiry_seconds: float = 600.0
     #: A worker that has not written its heartbeat for this long is presumed dead and its

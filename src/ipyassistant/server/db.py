@@ -3,7 +3,8 @@
 Each API object is stored whole as its wire JSON in ``data``, beside the few columns that
 queries filter or order on. ``seq`` is an insertion counter: lists order by it, which keeps
 the order stable for objects created within the same second. Nothing here is specific to
-SQLite; PostgreSQL works through the same tables.
+SQLite; PostgreSQL works through the same tables. The database gets this schema through the
+migrations (``schema.py``): a change here needs a new revision.
 """
 
 from __future__ import annotations
@@ -131,44 +132,9 @@ vector_store_chunk_versions = sa.Table(
     sa.Column("token", sa.String(32), nullable=False),
 )
 
-# The keyword index over chunk text. SQLite: an FTS5 table whose content is the chunks table
-# itself (no second copy of the text), kept in step by triggers, so every write to the chunks,
-# whoever makes it, reaches the index in the same transaction. PostgreSQL: a generated tsvector
-# column with a GIN index. Run after every create_all (which the server runs at each start),
-# hence ``IF NOT EXISTS`` everywhere.
-_KEYWORD_DDL = {
-    "sqlite": (
-        "CREATE VIRTUAL TABLE IF NOT EXISTS vector_store_chunks_fts USING fts5(text, "
-        "content='vector_store_chunks', content_rowid='seq', "
-        "tokenize='porter unicode61 remove_diacritics 2')",
-        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_insert AFTER INSERT ON "
-        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(rowid, text) "
-        "VALUES (new.seq, new.text); END",
-        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_delete AFTER DELETE ON "
-        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(vector_store_chunks_fts, "
-        "rowid, text) VALUES ('delete', old.seq, old.text); END",
-        "CREATE TRIGGER IF NOT EXISTS vector_store_chunks_fts_update AFTER UPDATE OF text ON "
-        "vector_store_chunks BEGIN INSERT INTO vector_store_chunks_fts(vector_store_chunks_fts, "
-        "rowid, text) VALUES ('delete', old.seq, old.text); INSERT INTO "
-        "vector_store_chunks_fts(rowid, text) VALUES (new.seq, new.text); END",
-    ),
-    "postgresql": (
-        "ALTER TABLE vector_store_chunks ADD COLUMN IF NOT EXISTS text_search tsvector "
-        "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
-        "CREATE INDEX IF NOT EXISTS ix_vector_store_chunks_text_search ON vector_store_chunks "
-        "USING GIN (text_search)",
-    ),
-}
-for _dialect, _statements in _KEYWORD_DDL.items():
-    for _statement in _statements:
-        sa.event.listen(
-            metadata, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect)
-        )
-sa.event.listen(
-    metadata,
-    "before_drop",
-    sa.DDL("DROP TABLE IF EXISTS vector_store_chunks_fts").execute_if(dialect="sqlite"),
-)
+# The keyword index over chunk text (SQLite: an FTS5 table kept in step by triggers;
+# PostgreSQL: a generated tsvector column with a GIN index) is not in this metadata: the
+# migrations make it (migrations/versions/0001_initial.py), and autogenerate leaves it out.
 
 workers = sa.Table(
     "workers",

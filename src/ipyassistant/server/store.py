@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import db
+from . import db, schema
 from .caller import SERVER, Caller
 from .errors import InvalidRequest, NotFound, ThreadBusy
 
@@ -390,9 +390,13 @@ class Store:
     def from_url(cls, url: str) -> Store:
         return cls(db.create_engine(url))
 
-    async def create_tables(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(db.metadata.create_all)
+    async def migrate(self) -> None:
+        """Bring the database's schema to the newest revision (see :mod:`.schema`)."""
+        await schema.upgrade_engine(self.engine)
+
+    async def schema_revision(self) -> str | None:
+        """The database's schema revision (None: empty, or from before migrations)."""
+        return await schema.engine_revision(self.engine)
 
     @asynccontextmanager
     async def tx(self, caller: Caller = SERVER) -> AsyncIterator[Tx]:

@@ -82,8 +82,7 @@ class RunEngine:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the tables, do one maintenance pass, and start the heartbeat."""
-        await self.store.create_tables()
+        """Do one maintenance pass, and start the heartbeat (the schema must be current)."""
         await self._reaper.maintain()
         self._reaper.start()
 
