@@ -1,4 +1,9 @@
-"""Shared fixtures: a real server on loopback whose every response is checked against the spec."""
+"""Shared fixtures: a real server on loopback whose every response is checked against the spec.
+
+The server's database is SQLite, and also PostgreSQL in the modules marked ``both_databases``:
+their tests that use a server or a database run once on each (``[sqlite]``, ``[postgresql]``),
+PostgreSQL being a throw-away cluster started once for the session (``_postgres.py``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,60 @@ from typing import Any
 import openai
 import pytest
 
+from _postgres import PostgresCluster, postgres_bin_dir
 from _servers import RunningServer, server_config
+
+#: The databases a ``both_databases`` module runs on.
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_databases: the module's server tests run on SQLite and on PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_databases"
+    ):
+        metafunc.parametrize("database_backend", DATABASES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for the session (skips when PostgreSQL is not installed)."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)")
+    cluster = PostgresCluster(bin_dir)
+    try:
+        cluster.prepare_template()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: SQLite unless the module is marked ``both_databases``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _new_database(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """A new, migrated database's URL on ``backend`` (None: SQLite in the data folder)."""
+    if backend == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        return cluster.new_database()
+    return None
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, database_backend: str, tmp_path: Path) -> str:
+    """A new database of this test's backend (SQLite: a file in the test's folder)."""
+    return _new_database(request, database_backend) or (
+        f"sqlite+aiosqlite:///{tmp_path / 'database.sqlite3'}"
+    )
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -55,19 +113,31 @@ def client_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = RunningServer(server_config(tmp_path_factory.mktemp("server")))
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, database_backend: str
+) -> Iterator[RunningServer]:
+    url = _new_database(request, database_backend)
+    running = RunningServer(server_config(tmp_path_factory.mktemp("server"), database_url=url))
     yield running
     running.stop()
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
-    """Start a server with its own data directory and configuration."""
+def make_server(
+    tmp_path: Path, request: pytest.FixtureRequest, database_backend: str
+) -> Iterator[Callable[..., RunningServer]]:
+    """Start a server with its own data directory and configuration.
+
+    Servers given the same ``data_dir`` share a database (one server restarted), as on SQLite.
+    """
     started: list[RunningServer] = []
+    databases: dict[Path, str | None] = {}
 
     def make(**overrides: Any) -> RunningServer:
         data_dir = overrides.pop("data_dir", tmp_path / f"server{len(started)}")
+        if data_dir not in databases:
+            databases[data_dir] = _new_database(request, database_backend)
+        overrides.setdefault("database_url", databases[data_dir])
         running = RunningServer(server_config(data_dir, **overrides))
         started.append(running)
         return running

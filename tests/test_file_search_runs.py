@@ -9,21 +9,19 @@ The vector stores are rows written straight into the server's database.
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import sqlalchemy as sa
 from openai import AssistantEventHandler
 from typing_extensions import override
 
 from _servers import RunningServer
 from _spec import check_body
-from ipyassistant.server import objects
+from ipyassistant.server import db, objects
 from ipyassistant.server.engine.citations import CitationStream
 from ipyassistant.server.engine.file_search import INCLUDE_CONTENT, Query, search
 from ipyassistant.server.engine.prompt import Context, build_request
@@ -32,6 +30,8 @@ from ipyassistant.server.models.search_results import CITING_NOTE, parse_results
 from ipyassistant.server.retrieval.embedders import get_embedder
 from ipyassistant.server.retrieval.index import add_chunks
 from ipyassistant.server.store import Store, new_id
+
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
 SKY = "The sky is blue. It is blue because of Rayleigh scattering.\nMore text."
 GRASS = "Grass is green! Chlorophyll absorbs red light."
@@ -77,16 +77,12 @@ def add_vector_store(running: RunningServer, files: dict[str, str] | None = None
         "last_active_at": now,
         "metadata": {},
     }
-    with sqlite3.connect(Path(running.config.data_dir) / "ipyassistant.sqlite3") as db:
-        db.execute(
-            "INSERT INTO vector_stores (id, created_at, data, embedder, expires_at) VALUES (?, ?, ?, ?, NULL)",
-            (store_id, now, json.dumps(data), embedder),
-        )
+    with running.db() as conn:
+        conn.execute(sa.insert(db.vector_stores).values(id=store_id, created_at=now, data=data, embedder=embedder))
         for file_id, status in (files or {}).items():
             row = {"id": file_id, "object": "vector_store.file", "vector_store_id": store_id, "status": status}
-            db.execute(
-                "INSERT INTO vector_store_files (vector_store_id, id, created_at, status, data) VALUES (?, ?, ?, ?, ?)",
-                (store_id, file_id, now, status, json.dumps(row)),
+            conn.execute(
+                sa.insert(db.vector_store_files).values(vector_store_id=store_id, id=file_id, created_at=now, status=status, data=row)
             )
     return store_id
 
@@ -324,8 +320,8 @@ def test_the_model_sees_a_search_function_and_numbered_results():
     assert "(1 files were still being indexed.)" in tools[1].content
 
 
-async def test_a_search_waits_for_the_threads_files_being_indexed_but_not_for_ever(tmp_path):
-    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
+async def test_a_search_waits_for_the_threads_files_being_indexed_but_not_for_ever(database_url):
+    store = Store.from_url(database_url)
     await store.migrate()
     now = int(time.time())
     assistant = objects.assistant_object({"model": "test", "tools": [{"type": "file_search"}]})

@@ -19,6 +19,8 @@ import pytest
 
 from _wait import wait_until
 
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
+
 KEY = "sk-crash-test"
 
 
@@ -29,7 +31,7 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    def __init__(self, data_dir: Path, port: int):
+    def __init__(self, data_dir: Path, port: int, database_url: str | None = None):
         env = {
             **os.environ,
             "IPYASSISTANT_WORKER_LEASE": "1",
@@ -37,7 +39,8 @@ class ServeProcess:
         }
         self.port = port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipyassistant.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), "--api-key", KEY, "--log-level", "warning"],
+            [sys.executable, "-m", "ipyassistant.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), "--api-key", KEY, "--log-level", "warning"]
+            + (["--database-url", database_url] if database_url else []),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -93,9 +96,9 @@ def poll(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str],
 
 
 @pytest.mark.slow
-def test_kill_9_during_runs_then_restart(tmp_path, processes):
+def test_kill_9_during_runs_then_restart(tmp_path, processes, database_url):
     port = free_port()
-    first = ServeProcess(tmp_path, port)
+    first = ServeProcess(tmp_path, port, database_url)
     processes.append(first)
     with first.client() as client:
         tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
@@ -109,7 +112,7 @@ def test_kill_9_during_runs_then_restart(tmp_path, processes):
         before = [m.id for m in client.beta.threads.messages.list(busy.id)]
     first.kill()
 
-    second = ServeProcess(tmp_path, port)
+    second = ServeProcess(tmp_path, port, database_url)
     processes.append(second)
     with second.client() as client:
         run = poll(client, busy.id, busy_run.id, {"failed", "expired"})

@@ -9,6 +9,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
+
 
 @pytest.fixture
 def assistant(client: openai.OpenAI):

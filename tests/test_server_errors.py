@@ -15,6 +15,8 @@ import pytest
 
 from _wait import wait_until
 
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
+
 
 @pytest.fixture
 def http(server) -> Iterator[httpx.Client]:

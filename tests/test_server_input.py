@@ -23,6 +23,8 @@ from ipyassistant.server.schemas import ModifyAssistant
 from ipyassistant.server.store import Store, Tx
 from test_server_errors import error_of
 
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
+
 
 @pytest.fixture
 def http(server) -> Iterator[httpx.Client]:

@@ -14,6 +14,8 @@ import pytest
 from _spec import parse_sse
 from _wait import wait_until
 
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
+
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 
 

@@ -12,6 +12,8 @@ from typing_extensions import override
 
 from _spec import parse_sse
 
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
+
 
 class Recorder(AssistantEventHandler):
     def __init__(self) -> None:

@@ -9,9 +9,13 @@ from typing import Any
 
 import openai
 import pytest
+import sqlalchemy as sa
 
 from _servers import RunningServer
 from _wait import wait_until
+from ipyassistant.server import db
+
+pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
 FACTS = {
     "zebra.md": "# Zebras\n\nThe zebra Quillon lives on the Marrowind plateau and eats saltgrass.",
@@ -46,11 +50,17 @@ def pause_indexing(running: RunningServer) -> None:
     app_server(running).indexer.run_once = nothing
 
 
-def sql(running: RunningServer, statement: str, *args: Any) -> list[tuple[Any, ...]]:
-    import sqlite3
+def sql(running: RunningServer, statement: str, **params: Any) -> list[Any]:
+    with running.db() as conn:
+        result = conn.execute(sa.text(statement), params)
+        return list(result) if result.returns_rows else []
 
-    with sqlite3.connect(running.config.data_dir / "ipyassistant.sqlite3", timeout=30) as db:
-        return db.execute(statement, args).fetchall()
+
+def sql_data(running: RunningServer, statement: str, **params: Any) -> list[Any]:
+    """The objects ``statement`` selects (its one column: the JSON ``data``)."""
+    with running.db() as conn:
+        result = conn.execute(sa.text(statement).columns(sa.column("data", sa.JSON)), params)
+        return list(result.scalars())
 
 
 # -- stores -------------------------------------------------------------------------------
@@ -302,7 +312,10 @@ def test_an_expired_store_refuses_search_and_new_files(make_server):
     with running.client() as client:
         store = client.vector_stores.create(expires_after={"anchor": "last_active_at", "days": 1})
         doc = upload(client, "comet.txt", FACTS["comet.txt"])
-        sql(running, "UPDATE vector_stores SET expires_at = 1, data = json_set(data, '$.expires_at', 1) WHERE id = ?", store.id)
+        with running.db() as conn:
+            row = db.vector_stores.c.id == store.id
+            data = conn.execute(sa.select(db.vector_stores.c.data).where(row)).scalar_one()
+            conn.execute(sa.update(db.vector_stores).where(row).values(expires_at=1, data={**data, "expires_at": 1}))
         assert client.vector_stores.retrieve(store.id).status == "expired"
         with pytest.raises(openai.BadRequestError) as exc:
             client.vector_stores.search(store.id, query="comet")
@@ -312,7 +325,7 @@ def test_an_expired_store_refuses_search_and_new_files(make_server):
         assert exc.value.code == "vector_store_expired"
         # The indexer writes the status down too.
         wait_until(
-            lambda: sql(running, "SELECT json_extract(data, '$.status') FROM vector_stores")[0][0] == "expired",
+            lambda: sql_data(running, "SELECT data FROM vector_stores")[0]["status"] == "expired",
             message="the store to be marked expired",
         )
         assert client.vector_stores.delete(store.id).deleted
@@ -332,7 +345,7 @@ def test_a_dead_workers_file_is_resumed_or_failed(make_server, tmp_path):
     first.stop()
     # As a worker that died indexing them: claimed, no heartbeat; one was tried out already.
     sql(first, "UPDATE vector_store_files SET worker_id = 'worker_dead', attempts = 1")
-    sql(first, "UPDATE vector_store_files SET attempts = 3 WHERE id = ?", docs[1].id)
+    sql(first, "UPDATE vector_store_files SET attempts = 3 WHERE id = :id", id=docs[1].id)
     second = make_server(data_dir=tmp_path / "data")
     with second.client() as client:
         done = wait_store(client, store.id)
