@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,9 +33,13 @@ from ipyassistant.server.store import Store
 KINDS = ("company", "river", "dish")  # the order make_corpus cycles through
 
 
+# The index and search on SQLite (FTS5) and on PostgreSQL (tsvector), see conftest.py.
+pytestmark = pytest.mark.both_databases
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.from_url(database_url)
     await s.migrate()
     yield s
     await s.close()
