@@ -6,10 +6,10 @@ import io
 import sqlite3
 
 import pytest
-from test_server_crash import ServeProcess, free_port
 
 from _wait import wait_until
 from ipyassistant.server.retrieval.chunking import chunk_text
+from test_server_crash import ServeProcess, free_port
 
 
 def _document() -> str:
