@@ -224,6 +224,7 @@ def test_a_killed_process_runs_are_failed_by_another(start):
         assert "stopped" in run.last_error.message
         assert time.monotonic() - killed < 5  # the lease (1 s) and a beat or two
         # The thread is free again, and the run that waited for outputs goes on elsewhere.
+        cb.beta.threads.messages.create(thread_id, role="user", content="after the crash")
         again = cb.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant.id, tool_choice="none", poll_interval_ms=20)
         assert again.status == "completed"
         call = cb.beta.threads.runs.retrieve(waiting_run.id, thread_id=waiting.id).required_action.submit_tool_outputs.tool_calls[0]
