@@ -70,6 +70,10 @@ class PostgresCluster:
         )
         return f"postgresql+asyncpg://postgres@/{name}?host={self.socket_dir}"
 
+    def pid(self) -> int:
+        """The postmaster's process id (the parent of every backend)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

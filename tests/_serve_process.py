@@ -41,6 +41,7 @@ class ServeProcess:
         log_level: str = "warning",
     ):
         self.port = port or free_port()
+        self.workers = workers
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         command = [sys.executable, "-m", "ipyassistant.cli", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(data_dir), "--api-key", KEY, "--code-sandbox", "none"]
@@ -59,12 +60,17 @@ class ServeProcess:
         self.wait_healthy()
 
     def wait_healthy(self, timeout: float = 60) -> None:
+        """Wait until every worker process answers (each new connection goes to any of them)."""
         deadline = time.monotonic() + timeout
-        while not self.healthy():
+        seen: set[str] = set()
+        while len(seen) < self.workers:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.terminate()
                 raise RuntimeError(f"the server did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
+            if self.healthy():
+                seen.add(self.worker())
+            else:
+                time.sleep(0.05)
 
     def healthy(self) -> bool:
         try:
