@@ -176,37 +176,41 @@ def test_cancel_is_prompt_after_the_listening_connection_is_lost(start, database
         assert time.monotonic() - sent < PROMPT
 
 
+def race(processes: list[ServeProcess], path: str, body: dict[str, Any], per_process: int) -> list[tuple[int, str]]:
+    """POST ``body`` to ``path`` ``per_process`` times on each process, all let go at once."""
+    barrier = threading.Barrier(len(processes) * per_process)
+    results: list[tuple[int, str]] = []
+
+    def post(process: ServeProcess) -> None:
+        with httpx.Client(base_url=process.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
+            http.get("/assistants", params={"limit": 1})  # connected before the race starts
+            barrier.wait()
+            response = http.post(path, json=body)
+        results.append((response.status_code, response.text))
+
+    racers = [threading.Thread(target=post, args=(p,)) for p in processes for _ in range(per_process)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    return results
+
+
 def test_one_active_run_per_thread_when_two_processes_race(start):
     processes = [start(), start()]
-    clients = [p.client() for p in processes]
-    assistant = clients[0].beta.assistants.create(model="test")
-    per_process = 3
-    for _ in range(8):
-        thread = clients[0].beta.threads.create(messages=[{"role": "user", "content": "/sleep 30"}])
-        barrier = threading.Barrier(len(processes) * per_process)
-        results: list[tuple[int, str]] = []
-
-        def create(process: ServeProcess) -> None:
-            with httpx.Client(base_url=process.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
-                barrier.wait()
-                response = http.post(f"/threads/{thread.id}/runs", json={"assistant_id": assistant.id})
-            results.append((response.status_code, response.text))
-
-        racers = [threading.Thread(target=create, args=(p,)) for p in processes for _ in range(per_process)]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join(60)
-        created = [text for status, text in results if status == 200]
-        refused = [text for status, text in results if status == 400]
-        assert len(created) == 1, results
-        assert len(refused) == len(racers) - 1 and all("thread_locked" in t for t in refused), results
-        run = clients[0].beta.threads.runs.list(thread.id).data
-        assert len(run) == 1
-        clients[1].beta.threads.runs.cancel(run[0].id, thread_id=thread.id)
-        poll(clients[1], thread.id, run[0].id, {"cancelled"})
-    for client in clients:
-        client.close()
+    with processes[0].client() as client:
+        assistant = client.beta.assistants.create(model="test")
+        for _ in range(8):
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "/sleep 30"}])
+            results = race(processes, f"/threads/{thread.id}/runs", {"assistant_id": assistant.id}, per_process=3)
+            created = [text for status, text in results if status == 200]
+            refused = [text for status, text in results if status == 400]
+            assert len(created) == 1, results
+            assert len(refused) == 5 and all("thread_locked" in t for t in refused), results
+            runs = client.beta.threads.runs.list(thread.id).data
+            assert len(runs) == 1
+            client.beta.threads.runs.cancel(runs[0].id, thread_id=thread.id)
+            poll(client, thread.id, runs[0].id, {"cancelled"})
 
 
 def test_a_killed_process_runs_are_failed_by_another(start):
