@@ -384,9 +384,9 @@ async def _search(
     matched: dict[int, int] = {}  # each chunk's best place in a keyword ranking
     if keyword:
         for query in queries:
-            ranking = await _keyword_ranking(conn, query, allowed, depth)
-            rankings.append(ranking)
-            for rank, seq in enumerate(ranking):
+            found = await _keyword_ranking(conn, query, allowed, depth)
+            rankings.append(found)
+            for rank, seq in enumerate(found):
                 matched[seq] = min(matched.get(seq, rank), rank)
 
     if keyword:
