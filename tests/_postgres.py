@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL cluster for the tests: initdb in a temporary folder, stopped after.
+"""A throw-away PostgreSQL cluster for the tests and benchmarks: initdb in a temporary folder.
 
 The cluster runs as the ``postgres`` user when the tests run as root (PostgreSQL refuses to run
 as root), listens only on a Unix socket in its own folder (no port to collide with another
@@ -41,7 +41,10 @@ def postgres_bin_dir() -> Path | None:
 class PostgresCluster:
     """A running cluster: :meth:`new_database` gives a fresh database's async URL."""
 
-    def __init__(self, bin_dir: Path):
+    def __init__(self, bin_dir: Path | None = None):
+        bin_dir = bin_dir or postgres_bin_dir()
+        if bin_dir is None:
+            raise RuntimeError(f"PostgreSQL is not installed (no {_BIN_GLOB}/initdb)")
         self.bin_dir = bin_dir
         # Short: a Unix socket's path must fit in ~100 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="ipa-pg-"))
@@ -123,6 +126,10 @@ class PostgresCluster:
             conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {source}{strategy}")
         engine.dispose()
         return self.url(name)
+
+    def pid(self) -> int:
+        """The postmaster's process id (the parent of every backend)."""
+        return self.process.pid
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from _retrieval_corpus import Corpus, make_corpus
 from ipyassistant.server import db
 from ipyassistant.server.retrieval import index
+from ipyassistant.server.retrieval import search as search_module
 from ipyassistant.server.retrieval.embedders import (
     DEFAULT_EMBEDDER,
     OpenAIEmbedder,
@@ -117,6 +118,33 @@ async def test_keyword_search_finds_named_subjects(store: Store) -> None:
 
 
 # -- scores, threshold, ranker ------------------------------------------------------------
+
+
+async def test_a_chunk_holding_the_querys_words_wins_a_fusion_tie(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A needle in a long file: its chunk's mean vector hardly moves for one sentence, so the
+    # dense ranking puts chunks about the same things in other words first, and the first of
+    # each ranking fuse to equal scores. The one that holds the query's words goes first.
+    monkeypatch.setattr(search_module, "CANDIDATES", 1)  # rankings two deep: a tie for sure
+    await _new_store(store, "vs_tie")
+    paraphrases = [
+        "Beacon towers on rocky coasts: keepers mended lanterns and lenses so ships saw them.",
+        "A coastal beacon keeper fixed the lantern and polished the lens every evening.",
+        "Keepers of seaside beacons mend their lanterns before storms reach the coast.",
+    ]
+    for i, text in enumerate(paraphrases):
+        await _add(store, "vs_tie", f"file-beacon-{i}", [text])
+    ledger = " ".join(f"Record {i}: district {i % 97} shipped {i * 7 % 1000} crates." for i in range(60))
+    needle = f"{ledger} The lighthouse keeper repaired the great lamp in 1998. {ledger}"
+    await _add(store, "vs_tie", "file-ledger", [needle])
+    query = "Who repaired the great lamp of the lighthouse?"
+    dense = await _search(store, ["vs_tie"], query, ranker="none", max_num_results=4)
+    assert dense[-1].file_id == "file-ledger"  # the premise: last by meaning, ...
+    keyword = await _search(store, ["vs_tie"], query, ranker=KEYWORD_ONLY)
+    assert [h.file_id for h in keyword] == ["file-ledger"]  # ... the only one with the words
+    hits = await _search(store, ["vs_tie"], query, max_num_results=1)
+    assert hits[0].file_id == "file-ledger"
 
 
 async def test_scores_are_normalised_sorted_and_thresholded(store: Store) -> None:

@@ -63,6 +63,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "(IPYASSISTANT_CODE_SANDBOX; default auto: bwrap when it works here)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("IPYASSISTANT_WORKERS", "1")),
+        help="server processes sharing the port and the database (IPYASSISTANT_WORKERS; "
+        "default 1); more processes may also run elsewhere on the same database",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.set_defaults(handler=serve)
@@ -118,6 +125,9 @@ def serve(args: argparse.Namespace) -> int:
     from .config import ServerConfig
     from .embedded import DrainingServer
 
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     sandbox = _code_sandbox(args.code_sandbox)
     if sandbox is None:
         return 2
@@ -154,17 +164,23 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    processes = f"; {args.workers} worker processes" if args.workers > 1 else ""
     print(
         f"Assistants API at http://{args.host}:{args.port}/v1 (data: {config.data_dir}; "
         + (
-            f"kernels on the gateway at {config.kernel_gateway_url})"
+            f"kernels on the gateway at {config.kernel_gateway_url}"
             if config.kernel_gateway_url
-            else f"code sandbox: {config.code_sandbox})"
-        ),
+            else f"code sandbox: {config.code_sandbox}"
+        )
+        + f"{processes})",
         file=sys.stderr,
         flush=True,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.workers > 1:
+        from .workers import supervise
+
+        return supervise(config, args.host, args.port, args.log_level, args.workers)
     app = create_app(config)
     server = DrainingServer(
         uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False),

@@ -6,6 +6,9 @@ server died), expires runs past their ``expires_at`` (a ``requires_action`` nobo
 fails its own runs whose task ended without ending them, and passes on the cancels other
 workers recorded for its runs. So after a crash no run stays active and no thread stays
 locked.
+
+Cancels are also looked for between beats, when the process's :class:`~..notify.Notifier`
+wakes it (:meth:`Reaper.wake`): the beat only catches what a wake-up missed.
 """
 
 from __future__ import annotations
@@ -36,17 +39,45 @@ class Reaper:
         self._task: asyncio.Task[None] | None = None
         #: Own runs seen without a task at the last beat.
         self._suspects: set[str] = set()
+        #: The look for cancels a wake-up started, and whether another wake-up came since.
+        self._looking: asyncio.Task[None] | None = None
+        self._look_again = False
 
     def start(self) -> None:
         """Beat every ``heartbeat_seconds`` from now on, in a background task."""
         self._task = asyncio.create_task(self._loop(), name="ipyassistant-maintenance")
 
     async def stop(self) -> None:
-        """Stop beating (the worker's row stays until :meth:`deregister`)."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop beating and looking (the worker's row stays until :meth:`deregister`)."""
+        for task in (self._task, self._looking):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def wake(self, run_id: str | None) -> None:
+        """Look for cancels of this worker's runs soon: of ``run_id`` (a hint), or of any.
+
+        A hint naming a run executing elsewhere costs nothing. Wake-ups that come while a look
+        is under way make one more look after it, so none is lost and none piles up.
+        """
+        if run_id is not None and run_id not in self.runs:
+            return
+        self._look_again = True
+        if self._looking is None or self._looking.done():
+            self._looking = asyncio.create_task(self._look(), name="ipyassistant-cancels")
+
+    async def _look(self) -> None:
+        while self._look_again:
+            self._look_again = False
+            try:
+                async with self.store.read() as tx:
+                    cancels = await tx.cancelling_runs(self.worker_id)
+            except Exception:  # the next wake-up, or the next beat, looks again
+                log.exception("looking for cancelled runs failed")
+                return
+            for run_id in cancels:
+                self.runs.signal(run_id, "cancel")
 
     async def deregister(self) -> None:
         """Remove this worker's heartbeat: it no longer executes runs."""

@@ -30,6 +30,7 @@ from ..models.base import (
     Usage,
 )
 from ..models.search_results import CITING_NOTE
+from ..notify import notifier_for
 from ..store import ACTIVE_RUN_STATUSES, Store, Tx, now
 from . import file_search, records, tool_calls
 from .citations import stream_text
@@ -55,9 +56,11 @@ class RunEngine:
 
     Every change to a run is a conditional UPDATE on the status the engine last saw, so a
     ``cancelling`` written by another request (or another process) is never overwritten; the
-    engine notices and stops. Each worker process (one engine, :attr:`worker_id`) writes a
-    heartbeat; any worker fails the executing runs of a worker whose heartbeat is stale, so
-    after a crash no run stays active and no thread stays locked.
+    engine notices and stops: at once when the cancel came to this process, else when
+    :attr:`notifier` wakes it (PostgreSQL ``NOTIFY``, or polling) or at its next heartbeat.
+    Each worker process (one engine, :attr:`worker_id`) writes a heartbeat; any worker fails
+    the executing runs of a worker whose heartbeat is stale, so after a crash no run stays
+    active and no thread stays locked.
 
     The app calls :meth:`start` and :meth:`stop` with its lifespan, :meth:`stop_runs` before
     waiting for open connections, and :meth:`launch`, :meth:`cancel` and
@@ -78,13 +81,17 @@ class RunEngine:
         self.index_wait_seconds = 30.0
         self._runs = RunTasks()
         self._reaper = Reaper(store, config, self.worker_id, self._runs)
+        #: Wakes this process when another one cancels a run executing here.
+        self.notifier = notifier_for(store, busy=lambda: len(self._runs) > 0)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Do one maintenance pass, and start the heartbeat (the schema must be current)."""
+        """Do one maintenance pass, start the heartbeat and listening (the schema must be
+        current: the app upgrades it first)."""
         await self._reaper.maintain()
         self._reaper.start()
+        await self.notifier.start(self._reaper.wake)
 
     async def stop_runs(self, timeout: float = 10) -> None:
         """End every local run ``failed`` (the server shut down), which closes their streams.
@@ -96,6 +103,7 @@ class RunEngine:
 
     async def stop(self) -> None:
         """Stop every local run and the maintenance loop, and deregister this worker."""
+        await self.notifier.stop()
         await self._reaper.stop()
         await self.stop_runs()
         await self._reaper.deregister()
@@ -141,6 +149,8 @@ class RunEngine:
                 run["status"] = "cancelling"
                 if not await tx.update_run(run, expected):
                     continue
+                if run_id not in self._runs:  # it executes in another process: wake it
+                    await self.notifier.publish(tx, run_id)
             self._runs.signal(run_id, "cancel")
             return run
         raise InvalidRequest(f"Run {run_id} changed while it was being cancelled; try again.")

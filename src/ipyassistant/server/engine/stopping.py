@@ -35,6 +35,9 @@ class RunTasks:
     def __contains__(self, run_id: object) -> bool:
         return run_id in self._tasks
 
+    def __len__(self) -> int:
+        return len(self._tasks)
+
     def add(self, run_id: str, task: asyncio.Task[None]) -> None:
         self._tasks[run_id] = task
 

@@ -36,6 +36,8 @@ DEFAULT_EMBEDDER = "wordllama:l2_supercat:256"
 _WORDLLAMA_DIMS = (64, 128, 256)
 # Texts per embeddings request (OpenAI accepts up to 2048 inputs; smaller keeps requests small).
 _OPENAI_BATCH = 256
+#: Texts embedded together by wordllama (64 chunks of 800 tokens gather 50 MB of vectors).
+_WORDLLAMA_BATCH = 64
 
 
 class Embedder(Protocol):
@@ -84,24 +86,29 @@ class WordLlamaEmbedder:
             return self._tokenizer, self._table
 
     def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        """:meth:`embed` on the calling thread."""
+        """:meth:`embed` on the calling thread, a batch of texts at a time.
+
+        Batches bound the memory (the token vectors of a batch are gathered at once: a whole
+        large file's would be gigabytes) and hand the GIL back between them, so the server's
+        event loop keeps answering while a large file is embedded.
+        """
         tokenizer, table = self._load()
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-        if not texts:
-            return out
-        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        # Unpadded: every text's token ids end to end, then one sum per text (reduceat), so a
-        # batch of long chunks costs its tokens, not its longest text times the batch size.
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
-        ids = np.fromiter(
-            (i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum())
-        )
-        np.clip(ids, 0, table.shape[0] - 1, out=ids)
-        present = lengths > 0
-        if ids.size:
+        for start in range(0, len(texts), _WORDLLAMA_BATCH):
+            batch = list(texts[start : start + _WORDLLAMA_BATCH])
+            encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
+            # Unpadded: the batch's token ids end to end, then one sum per text (reduceat), so a
+            # batch of long chunks costs its tokens, not its longest text times the batch size.
+            lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
+            present = lengths > 0
+            if not present.any():
+                continue
+            ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings])
+            np.clip(ids, 0, table.shape[0] - 1, out=ids)
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[present]
-            out[present] = np.add.reduceat(table[ids], starts, axis=0)
-            out[present] /= lengths[present, None]
+            rows = out[start : start + len(batch)]
+            rows[present] = np.add.reduceat(table[ids], starts, axis=0)
+            rows[present] /= lengths[present, None]
         return _normalise(out)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -381,17 +381,29 @@ async def _search(
             rankings.append([seq for seq, _ in ranking])
             for seq, cosine in ranking:
                 cosines[seq] = max(cosines.get(seq, -1.0), cosine)
+    matched: dict[int, int] = {}  # each chunk's best place in a keyword ranking
     if keyword:
         for query in queries:
-            rankings.append(await _keyword_ranking(conn, query, allowed, depth))
+            found = await _keyword_ranking(conn, query, allowed, depth)
+            rankings.append(found)
+            for rank, seq in enumerate(found):
+                matched[seq] = min(matched.get(seq, rank), rank)
 
     if keyword:
         scores = _fuse(rankings)
     else:
         scores = {seq: min(max(c, 0.0), 1.0) for seq, c in cosines.items()}
+    # Fusion ties whenever the rankings disagree (the first of each scores alike): a chunk that
+    # holds the query's words goes first, as the stronger evidence for a needle in a long file
+    # (a whole chunk's mean vector hardly moves for one sentence); then the closer vector.
     best = sorted(
         ((score, seq) for seq, score in scores.items() if score >= score_threshold),
-        key=lambda pair: (-pair[0], pair[1]),
+        key=lambda pair: (
+            -pair[0],
+            matched.get(pair[1], depth),
+            -cosines.get(pair[1], -1.0),
+            pair[1],
+        ),
     )[:max_num_results]
     return await _hits(conn, best)
 
