@@ -3,8 +3,8 @@
 For each query there are two rankings of the stores' chunks, each of the best
 :data:`CANDIDATES` (or more when more results are asked for):
 
-- keyword: SQLite FTS5's BM25 (PostgreSQL: ``ts_rank_cd``) over the query's words, OR-ed so
-  that a chunk with some of them still ranks;
+- keyword: SQLite FTS5's BM25 (PostgreSQL: ``ts_rank`` weighed by IDF, BM25's shape) over the
+  query's words, OR-ed so that a chunk with some of them still ranks;
 - dense: cosine similarity between the query's embedding (made with each store's own
   embedder) and the chunks', by brute force over a contiguous float32 matrix per store that is
   cached in memory and reloaded when the store's version token changes (``index.py``).
@@ -28,6 +28,7 @@ loads it (about 85 ms at 10k chunks).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -217,32 +218,63 @@ async def _keyword_ranking(
 ) -> list[int]:
     """The seqs of the best ``depth`` chunks for ``query`` by the database's keyword ranking."""
     if conn.dialect.name == "postgresql":
-        terms = _match_terms(query)
-        if not terms:
-            return []
-        # websearch_to_tsquery never fails on user text; " or " between words makes it an OR.
-        tsquery = sa.func.websearch_to_tsquery(
-            sa.literal_column("'english'::regconfig"), " or ".join(terms)
-        )
-        vector: sa.ColumnElement[Any] = sa.literal_column("vector_store_chunks.text_search")
-        statement = (
-            sa.select(_chunks.c.seq)
-            .where(vector.op("@@")(tsquery), _scope(allowed))
-            .order_by(sa.func.ts_rank_cd(vector, tsquery).desc(), _chunks.c.seq)
-        )
-    else:
-        expression = fts5_match(query)
-        if expression is None:
-            return []
-        fts = sa.table("vector_store_chunks_fts", sa.column("rowid"))
-        statement = (
-            sa.select(_chunks.c.seq)
-            .select_from(fts.join(_chunks, _chunks.c.seq == fts.c.rowid))
-            .where(sa.literal_column("vector_store_chunks_fts").op("MATCH")(expression))
-            .where(_scope(allowed))
-            .order_by(sa.literal_column("vector_store_chunks_fts.rank"), _chunks.c.seq)
-        )
+        return await _postgres_keyword_ranking(conn, _match_terms(query), allowed, depth)
+    expression = fts5_match(query)
+    if expression is None:
+        return []
+    fts = sa.table("vector_store_chunks_fts", sa.column("rowid"))
+    statement = (
+        sa.select(_chunks.c.seq)
+        .select_from(fts.join(_chunks, _chunks.c.seq == fts.c.rowid))
+        .where(sa.literal_column("vector_store_chunks_fts").op("MATCH")(expression))
+        .where(_scope(allowed))
+        .order_by(sa.literal_column("vector_store_chunks_fts.rank"), _chunks.c.seq)
+    )
     return list((await conn.execute(statement.limit(depth))).scalars())
+
+
+async def _postgres_keyword_ranking(
+    conn: AsyncConnection, terms: list[str], allowed: Mapping[str, list[str] | None], depth: int
+) -> list[int]:
+    """BM25's shape on PostgreSQL: each word's ``ts_rank`` (its frequency, saturating, over the
+    chunk's length) weighed by the word's IDF among the chunks in scope, summed.
+
+    PostgreSQL's own ranks have no IDF: a common word counts as much as a rare name, and a
+    question's rare name is what finds its chunk (the keyword recall fell from 0.78 to 0.65).
+    """
+    if not terms:
+        return []
+    # One query per word (plainto_tsquery: user text is never syntax); a word PostgreSQL drops
+    # (a stop word of its own) matches nothing and costs nothing.
+    english: sa.ColumnElement[Any] = sa.literal_column("'english'::regconfig")
+    words = [sa.func.plainto_tsquery(english, term) for term in terms]
+    vector: sa.ColumnElement[Any] = sa.literal_column("vector_store_chunks.text_search")
+    scope = _scope(allowed)
+    total = (await conn.execute(sa.select(sa.func.count()).where(scope))).scalar() or 0
+    counts = (
+        await conn.execute(
+            sa.select(*(sa.func.count().filter(vector.op("@@")(word)) for word in words)).where(
+                scope, sa.or_(*(vector.op("@@")(word) for word in words))
+            )
+        )
+    ).one()
+    found = [(word, n) for word, n in zip(words, counts, strict=True) if n]
+    if not found:
+        return []
+    score = sum(
+        (
+            math.log(1 + (total - n + 0.5) / (n + 0.5)) * sa.func.ts_rank(vector, word, 1)
+            for word, n in found
+        ),
+        sa.literal(0.0),
+    )
+    statement = (
+        sa.select(_chunks.c.seq)
+        .where(scope, sa.or_(*(vector.op("@@")(word) for word, _ in found)))
+        .order_by(score.desc(), _chunks.c.seq)
+        .limit(depth)
+    )
+    return list((await conn.execute(statement)).scalars())
 
 
 def _dense_ranking(
