@@ -104,7 +104,9 @@ def check_current(revision: str | None, url: str) -> None:
     head = head_revision()
     if revision == head:
         return
-    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    # As given (a password hidden): the user copies it into the command.
+    parsed = sa.engine.make_url(url)
+    shown = parsed.render_as_string(hide_password=True) if parsed.password else url
     at = f"revision {revision}" if revision else "no revision (new, or from before migrations)"
     raise SchemaOutOfDate(
         f"the database {shown} is at {at}, this server needs revision {head}. Upgrade it "
