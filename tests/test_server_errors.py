@@ -221,6 +221,21 @@ def test_list_limits_1_and_100_are_accepted(client):
     assert len(client.beta.assistants.list(limit=100).data) <= 100
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/assistants/asst_%00", 404),
+        ("/threads/thread_%00x/messages", 404),
+        ("/vector_stores/vs_%00/files", 404),
+        ("/assistants?after=asst_%00", 400),
+    ],
+)
+def test_an_id_holding_a_nul_is_not_found(http, path, status):
+    """No id holds one; PostgreSQL's text cannot hold one at all (a 404, not a 500)."""
+    response = http.get(path)
+    assert response.status_code == status, response.text
+
+
 def test_a_non_integer_limit_is_a_400(http, client):
     thread = client.beta.threads.create()
     error_of(

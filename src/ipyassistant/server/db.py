@@ -23,9 +23,21 @@ READ_ONLY = "ipyassistant_read_only"
 metadata = sa.MetaData()
 
 
+class _Id(sa.types.TypeDecorator[str]):
+    """An object's id. No id holds a NUL, which PostgreSQL's text cannot hold at all: one in an
+    id asked for (a path, a cursor) becomes U+FFFD, so that it finds nothing (a 404, as on
+    SQLite) instead of failing the query."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        return value.replace("\x00", "\ufffd") if value is not None else None
+
+
 def _id(name: str, *, nullable: bool = False, **options: Any) -> sa.Column[Any]:
     """A column holding an object's id (every id fits the same width)."""
-    return sa.Column(name, sa.String(64), nullable=nullable, **options)
+    return sa.Column(name, _Id(64), nullable=nullable, **options)
 
 
 def _object_table(

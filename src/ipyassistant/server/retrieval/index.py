@@ -76,7 +76,8 @@ async def add_chunks(
                 "vector_store_id": vector_store_id,
                 "file_id": file_id,
                 "chunk_index": i,
-                "text": text,
+                # A NUL (a PDF's text may hold one) is no text, and PostgreSQL refuses it.
+                "text": text.replace("\x00", ""),
                 "attributes": attributes,
                 "embedding": vectors[i].tobytes(),
             }
