@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_db_parser", "schema_problem"]
+__all__ = ["add_database_arguments", "add_db_parser", "schema_problem"]
 
 
 def add_db_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,14 +26,19 @@ def add_db_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     current = actions.add_parser("current", help="print the schema's revision and the newest")
     current.set_defaults(handler=_current)
     for action in (upgrade, current):
-        action.add_argument(
-            "--data-dir", default=None, help="the server's data directory (IPYASSISTANT_DATA_DIR)"
-        )
-        action.add_argument(
-            "--database-url",
-            default=None,
-            help="the server's database (IPYASSISTANT_DATABASE_URL; default SQLite in the data directory)",
-        )
+        add_database_arguments(action)
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--database-url``: which server's database a command works on."""
+    parser.add_argument(
+        "--data-dir", default=None, help="the server's data directory (IPYASSISTANT_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="the server's database (IPYASSISTANT_DATABASE_URL; default SQLite in the data directory)",
+    )
 
 
 def _url(args: argparse.Namespace) -> str:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from .cli_db import add_database_arguments
+
 if TYPE_CHECKING:  # the commands import the server's modules only when they run
     from .keys import KeyBook, KeyInfo
 
@@ -42,14 +44,7 @@ def add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     revoke.add_argument("name", metavar="NAME")
     revoke.set_defaults(handler=_revoke)
     for action in (create, listing, revoke):
-        action.add_argument(
-            "--data-dir", default=None, help="the server's data directory (IPYASSISTANT_DATA_DIR)"
-        )
-        action.add_argument(
-            "--database-url",
-            default=None,
-            help="the server's database (IPYASSISTANT_DATABASE_URL; default SQLite in the data directory)",
-        )
+        add_database_arguments(action)
 
 
 def _with_keys(args: argparse.Namespace, use: Callable[[KeyBook], Awaitable[_T]]) -> _T:
