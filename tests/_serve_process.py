@@ -27,7 +27,9 @@ def free_port() -> int:
 class ServeProcess:
     """A ``serve`` process (``workers`` of them behind one port), started and healthy.
 
-    ``env`` adds ``IPYASSISTANT_*`` settings (a quick heartbeat, a short lease, …).
+    ``env`` adds ``IPYASSISTANT_*`` settings (a quick heartbeat, a short lease, …);
+    ``code_sandbox`` is ``serve``'s option (None: not given, so ``serve`` chooses as for a user;
+    ``none`` keeps tests that run no code from probing bubblewrap).
     """
 
     def __init__(
@@ -39,13 +41,16 @@ class ServeProcess:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_level: str = "warning",
+        code_sandbox: str | None = "none",
     ):
         self.port = port or free_port()
         self.workers = workers
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         command = [sys.executable, "-m", "ipyassistant.cli", "serve", "--port", str(self.port)]
-        command += ["--data-dir", str(data_dir), "--api-key", KEY, "--code-sandbox", "none"]
+        command += ["--data-dir", str(data_dir), "--api-key", KEY]
         command += ["--log-level", log_level, "--workers", str(workers)]
+        if code_sandbox is not None:
+            command += ["--code-sandbox", code_sandbox]
         if database_url:
             command += ["--database-url", database_url]
         self.log = data_dir / f"serve-{self.port}.log"

@@ -7,9 +7,10 @@ import sqlite3
 
 import pytest
 
+from _serve_process import free_port
 from _wait import wait_until
 from ipyassistant.server.retrieval.chunking import chunk_text
-from test_server_crash import ServeProcess, free_port
+from test_server_crash import serve
 
 
 def _document() -> str:
@@ -27,7 +28,7 @@ def _document() -> str:
 def test_kill_9_while_indexing_leaves_nothing_half_indexed_and_the_next_server_finishes(tmp_path):
     text = _document()
     port = free_port()
-    first = ServeProcess(tmp_path, port)
+    first = serve(tmp_path, port)
     try:
         with first.client() as client:
             uploaded = client.files.create(file=("ledger.txt", io.BytesIO(text.encode())), purpose="assistants")
@@ -40,7 +41,7 @@ def test_kill_9_while_indexing_leaves_nothing_half_indexed_and_the_next_server_f
         first.kill()
     assert _chunks(tmp_path, uploaded.id) == 0, "a killed attempt left chunks behind"
 
-    second = ServeProcess(tmp_path, port)
+    second = serve(tmp_path, port)
     try:
         with second.client() as client:
 

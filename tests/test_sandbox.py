@@ -20,12 +20,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from _serve_process import KEY, free_port
 from _servers import RunningServer, server_config
 from _wait import wait_until
 from ipyassistant.server.config import ServerConfig
 from ipyassistant.server.sandbox import Bubblewrap, SandboxUnavailable
 from test_code_interpreter import PNG_MAGIC, execute, fenced, logs_of
-from test_server_crash import KEY, ServeProcess, free_port
+from test_server_crash import serve
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None,
@@ -195,7 +196,7 @@ def test_a_timeout_interrupts_the_sandboxed_kernel_and_keeps_its_state(make_serv
 def test_kernels_die_with_a_server_killed_with_sigkill(tmp_path, monkeypatch, sandbox):
     psutil = pytest.importorskip("psutil")
     monkeypatch.setenv("IPYASSISTANT_CODE_SANDBOX", sandbox)
-    server = ServeProcess(tmp_path, free_port())
+    server = serve(tmp_path, free_port())
     started = tmp_path / "code_interpreter"
     # Busy in C with the GIL held (a regular expression backtracking for ages), so ipykernel's
     # own watch of its parent, a Python thread, cannot notice the server's death.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,63 +15,18 @@ import httpx
 import openai
 import pytest
 
+from _serve_process import KEY, ServeProcess, free_port
 from _wait import wait_until
 
 pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
-KEY = "sk-crash-test"
+#: A server's runs are failed by the next one a second after it stops heartbeating.
+QUICK_LEASE = {"IPYASSISTANT_WORKER_LEASE": "1", "IPYASSISTANT_HEARTBEAT": "0.2"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServeProcess:
-    def __init__(self, data_dir: Path, port: int, database_url: str | None = None):
-        env = {
-            **os.environ,
-            "IPYASSISTANT_WORKER_LEASE": "1",
-            "IPYASSISTANT_HEARTBEAT": "0.2",
-        }
-        self.port = port
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipyassistant.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), "--api-key", KEY, "--log-level", "warning"]
-            + (["--database-url", database_url] if database_url else []),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        wait_until(self._healthy, timeout=30, interval=0.05, message="the server to start")
-
-    def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"server did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=KEY, max_retries=0)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+def serve(data_dir: Path, port: int, database_url: str | None = None) -> ServeProcess:
+    """A ``serve`` process as users start it (its own sandbox choice), with a quick lease."""
+    return ServeProcess(data_dir, port=port, database_url=database_url, env=QUICK_LEASE, code_sandbox=None)
 
 
 @pytest.fixture
@@ -98,7 +51,7 @@ def poll(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str],
 @pytest.mark.slow
 def test_kill_9_during_runs_then_restart(tmp_path, processes, database_url):
     port = free_port()
-    first = ServeProcess(tmp_path, port, database_url)
+    first = serve(tmp_path, port, database_url)
     processes.append(first)
     with first.client() as client:
         tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
@@ -112,7 +65,7 @@ def test_kill_9_during_runs_then_restart(tmp_path, processes, database_url):
         before = [m.id for m in client.beta.threads.messages.list(busy.id)]
     first.kill()
 
-    second = ServeProcess(tmp_path, port, database_url)
+    second = serve(tmp_path, port, database_url)
     processes.append(second)
     with second.client() as client:
         run = poll(client, busy.id, busy_run.id, {"failed", "expired"})
@@ -149,7 +102,7 @@ def test_serve_refuses_a_public_address_without_a_key(tmp_path):
 
 
 def test_serve_requires_the_key(tmp_path, processes):
-    server = ServeProcess(tmp_path, free_port())
+    server = serve(tmp_path, free_port())
     processes.append(server)
     base = f"http://127.0.0.1:{server.port}/v1"
     assert httpx.get(f"{base}/assistants").status_code == 401
