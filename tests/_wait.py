@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["wait_until", "wait_until_async"]
+__all__ = ["wait_for_run", "wait_until", "wait_until_async"]
 
 T = TypeVar("T")
 
@@ -63,3 +63,31 @@ async def wait_until_async(
         if time.monotonic() > deadline:
             raise _timed_out(timeout, message)
         await asyncio.sleep(interval)
+
+
+def wait_for_run(
+    client: Any,
+    thread_id: str,
+    run_id: str,
+    statuses: set[str],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.02,
+) -> Any:
+    """Retrieve a run (with an ``openai.OpenAI`` client) until its status is one of ``statuses``.
+
+    Returns the run; at the deadline the message names the status it was left in.
+    """
+    seen: list[str] = []
+
+    def reached() -> Any:
+        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        seen.append(run.status)
+        return run if run.status in statuses else None
+
+    return wait_until(
+        reached,
+        timeout=timeout,
+        interval=interval,
+        message=lambda: f"run {run_id} to be one of {sorted(statuses)}, not {seen[-1]}",
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -29,22 +28,13 @@ from ipyassistant.server.models.base import FILE_SEARCH_FUNCTION, ModelRequest
 from ipyassistant.server.models.search_results import CITING_NOTE, parse_results
 from ipyassistant.server.retrieval.embedders import get_embedder
 from ipyassistant.server.retrieval.index import add_chunks
+from ipyassistant.server.retrieval.search import Hit
 from ipyassistant.server.store import Store, new_id
 
 pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
 SKY = "The sky is blue. It is blue because of Rayleigh scattering.\nMore text."
 GRASS = "Grass is green! Chlorophyll absorbs red light."
-
-
-@dataclass(frozen=True)
-class Hit:
-    vector_store_id: str
-    file_id: str
-    chunk_index: int
-    text: str
-    score: float
-    attributes: dict[str, Any]
 
 
 class FakeSearcher:

@@ -10,7 +10,6 @@ import csv
 import io
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from _serve_process import free_port
 from _servers import RunningServer
 from _wait import wait_until
 from test_code_interpreter import PNG_MAGIC, code_call, execute, fenced, finish, logs_of, pool_of
@@ -34,9 +34,7 @@ class KernelGateway:
     """A ``jupyter-kernelgateway`` process on a free loopback port, with a token."""
 
     def __init__(self, folder: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.token = secrets.token_hex(16)
         #: The kernels' temporary folder: their working directories are made in it.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -23,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from _serve_process import free_port
 from _wait import wait_until
 from ipyassistant.server.models.base import (
     ChatMessage,
@@ -616,16 +616,10 @@ async def test_empty_stream_is_an_error(fake: FakeServer, make_provider: MakePro
         await collect(make_provider("empty"), simple_request("empty"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_connection_refused(
     fake: FakeServer, make_provider: MakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     monkeypatch.setenv("OPENAI_BASE_URL", url)
     with pytest.raises(ModelError) as info:
         await collect(make_provider("text"), simple_request("text"))
@@ -874,9 +868,7 @@ def test_upstream_timeout_and_refused_connection_fail_the_run(fake, client, monk
     monkeypatch.setenv("IPYASSISTANT_OPENAI_TIMEOUT", "0.5")
     run = _run(client, "openai:hang").current_run
     assert run.status == "failed" and run.last_error.code == "server_error"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
     run = _run(client, "openai:refused-e2e").current_run
     assert run.status == "failed" and f"127.0.0.1:{port}" in run.last_error.message

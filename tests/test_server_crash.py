@@ -9,14 +9,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from _serve_process import KEY, ServeProcess, free_port
-from _wait import wait_until
+from _wait import wait_for_run
 
 pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
@@ -37,17 +35,6 @@ def processes() -> Iterator[list[ServeProcess]]:
         p.terminate()
 
 
-def poll(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 30) -> Any:
-    seen: list[str] = []
-
-    def ended() -> Any:
-        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        seen.append(run.status)
-        return run if run.status in statuses else None
-
-    return wait_until(ended, timeout=timeout, interval=0.05, message=lambda: f"run {run_id} to be one of {sorted(statuses)}, not {seen[-1]}")
-
-
 @pytest.mark.slow
 def test_kill_9_during_runs_then_restart(tmp_path, processes, database_url):
     port = free_port()
@@ -60,15 +47,15 @@ def test_kill_9_during_runs_then_restart(tmp_path, processes, database_url):
         busy_run = client.beta.threads.runs.create(thread_id=busy.id, assistant_id=assistant.id, tool_choice="none")
         waiting = client.beta.threads.create(messages=[{"role": "user", "content": "/call f {}"}])
         waiting_run = client.beta.threads.runs.create(thread_id=waiting.id, assistant_id=assistant.id)
-        poll(client, busy.id, busy_run.id, {"in_progress"})
-        poll(client, waiting.id, waiting_run.id, {"requires_action"})
+        wait_for_run(client, busy.id, busy_run.id, {"in_progress"}, interval=0.05)
+        wait_for_run(client, waiting.id, waiting_run.id, {"requires_action"}, interval=0.05)
         before = [m.id for m in client.beta.threads.messages.list(busy.id)]
     first.kill()
 
     second = serve(tmp_path, port, database_url)
     processes.append(second)
     with second.client() as client:
-        run = poll(client, busy.id, busy_run.id, {"failed", "expired"})
+        run = wait_for_run(client, busy.id, busy_run.id, {"failed", "expired"}, interval=0.05)
         assert run.status == "failed"
         assert run.last_error.code == "server_error" and "stopped" in run.last_error.message
         assert [m.id for m in client.beta.threads.messages.list(busy.id)] == before

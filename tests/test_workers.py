@@ -21,7 +21,7 @@ import pytest
 
 from _postgres import PostgresCluster
 from _serve_process import KEY, ServeProcess
-from _wait import wait_until
+from _wait import wait_for_run
 
 pytestmark = pytest.mark.slow
 
@@ -60,24 +60,11 @@ def start(tmp_path: Path, database: str | None) -> Iterator[Callable[..., ServeP
         process.terminate()
 
 
-def poll(client: openai.OpenAI, thread_id: str, run_id: str, statuses: set[str], timeout: float = 30) -> Any:
-    seen: list[str] = []
-
-    def reached() -> Any:
-        run = client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-        seen.append(run.status)
-        return run if run.status in statuses else None
-
-    return wait_until(
-        reached, timeout=timeout, interval=0.02, message=lambda: f"run {run_id} to be one of {sorted(statuses)}, not {seen[-1]}"
-    )
-
-
 def sleeping_run(client: openai.OpenAI, assistant_id: str, seconds: int = 60) -> tuple[str, str]:
     """A run that sleeps in its model call; (thread id, run id) once it is in progress."""
     thread = client.beta.threads.create(messages=[{"role": "user", "content": f"/sleep {seconds}"}])
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant_id)
-    poll(client, thread.id, run.id, {"in_progress"})
+    wait_for_run(client, thread.id, run.id, {"in_progress"})
     return thread.id, run.id
 
 
@@ -89,7 +76,7 @@ def test_any_process_answers_any_request(start):
         thread = cb.beta.threads.create(messages=[{"role": "user", "content": "/call f {}"}])
         run = ca.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
         # Retrieve and list on the other process.
-        waiting = poll(cb, thread.id, run.id, {"requires_action"})
+        waiting = wait_for_run(cb, thread.id, run.id, {"requires_action"})
         assert [r.id for r in cb.beta.threads.runs.list(thread.id)] == [run.id]
         # The outputs go to the other process, which continues the run and streams it.
         call = waiting.required_action.submit_tool_outputs.tool_calls[0]
@@ -117,7 +104,7 @@ def test_cancel_reaches_the_executing_process_promptly(start):
             thread_id, run_id = sleeping_run(ca, assistant.id)
             sent = time.monotonic()
             assert cb.beta.threads.runs.cancel(run_id, thread_id=thread_id).status == "cancelling"
-            poll(cb, thread_id, run_id, {"cancelled"}, timeout=10)
+            wait_for_run(cb, thread_id, run_id, {"cancelled"}, timeout=10)
             assert time.monotonic() - sent < PROMPT
 
 
@@ -162,7 +149,7 @@ def test_cancel_is_prompt_after_the_listening_connection_is_lost(start, database
         thread_id, run_id = sleeping_run(ca, assistant.id)
         sent = time.monotonic()
         cb.beta.threads.runs.cancel(run_id, thread_id=thread_id)
-        poll(cb, thread_id, run_id, {"cancelled"}, timeout=10)
+        wait_for_run(cb, thread_id, run_id, {"cancelled"}, timeout=10)
         assert time.monotonic() - sent < PROMPT
 
 
@@ -200,7 +187,7 @@ def test_one_active_run_per_thread_when_two_processes_race(start):
             runs = client.beta.threads.runs.list(thread.id).data
             assert len(runs) == 1
             client.beta.threads.runs.cancel(runs[0].id, thread_id=thread.id)
-            poll(client, thread.id, runs[0].id, {"cancelled"})
+            wait_for_run(client, thread.id, runs[0].id, {"cancelled"})
 
 
 def test_a_killed_process_runs_are_failed_by_another(start):
@@ -210,10 +197,10 @@ def test_a_killed_process_runs_are_failed_by_another(start):
         thread_id, run_id = sleeping_run(ca, assistant.id)
         waiting = ca.beta.threads.create(messages=[{"role": "user", "content": "/call f {}"}])
         waiting_run = ca.beta.threads.runs.create(thread_id=waiting.id, assistant_id=assistant.id)
-        poll(ca, waiting.id, waiting_run.id, {"requires_action"})
+        wait_for_run(ca, waiting.id, waiting_run.id, {"requires_action"})
         a.kill()
         killed = time.monotonic()
-        run = poll(cb, thread_id, run_id, {"failed", "expired", "completed"}, timeout=15)
+        run = wait_for_run(cb, thread_id, run_id, {"failed", "expired", "completed"}, timeout=15)
         assert run.status == "failed" and run.last_error.code == "server_error"
         assert "stopped" in run.last_error.message
         assert time.monotonic() - killed < 5  # the lease (1 s) and a beat or two
@@ -247,7 +234,7 @@ def test_workers_2_serve_one_port(start):
             client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
     with server.client() as client:
         for thread_id, run_id in started:
-            poll(client, thread_id, run_id, {"cancelled"}, timeout=10)
+            wait_for_run(client, thread_id, run_id, {"cancelled"}, timeout=10)
     assert time.monotonic() - sent < PROMPT + 1
     # Quick runs on many connections at once all complete.
     failures: list[str] = []
