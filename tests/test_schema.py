@@ -134,3 +134,23 @@ def test_serve_no_migrate_refuses_an_old_schema_and_db_upgrade_upgrades_it(
     assert capsys.readouterr().out == f"current: {head}\nnewest: {head}\n"
     assert main(["db", "upgrade", "--database-url", empty_url]) == 0
     assert "up to date" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "lookup, index",
+    [
+        # Ending a run reads the messages it left open.
+        ("SELECT data FROM messages WHERE run_id = 'run_1' ORDER BY seq", "ix_messages_run_id"),
+        # Counting a file batch reads its files.
+        ("SELECT status FROM vector_store_files WHERE batch_id = 'vsfb_1'", "ix_vector_store_files_batch_id"),
+    ],
+)
+def test_lookups_done_for_every_run_or_batch_use_an_index(empty_url, database_backend, lookup, index):
+    """Not a scan of every message or file ever stored."""
+    schema.upgrade(empty_url)
+    if database_backend == "postgresql":
+        # Tables this small are scanned whatever their indexes: make a scan the last resort.
+        [_, plan] = _sql(empty_url, "SET enable_seqscan = off", f"EXPLAIN {lookup}")
+    else:
+        [plan] = _sql(empty_url, f"EXPLAIN QUERY PLAN {lookup}")
+    assert index in " ".join(str(row) for row in plan)

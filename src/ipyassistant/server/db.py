@@ -9,16 +9,20 @@ migrations (``schema.py``): a change here needs a new revision.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["READ_ONLY", "TABLES", "api_keys", "create_engine", "metadata"]
+__all__ = ["PING_AFTER_IDLE_SECONDS", "READ_ONLY", "TABLES", "api_keys", "create_engine", "metadata"]
 
 #: Execution option marking a connection whose transactions only read.
 READ_ONLY = "ipyassistant_read_only"
+#: A pooled connection to a database server that has been idle longer than this is checked
+#: before it is used again (see :func:`create_engine`).
+PING_AFTER_IDLE_SECONDS = 2.0
 
 metadata = sa.MetaData()
 
@@ -70,7 +74,7 @@ assistants = _object_table("assistants", listed=True)
 threads = _object_table("threads", _id("active_run_id", nullable=True), listed=True)
 
 messages = _object_table(
-    "messages", _id("thread_id"), _id("run_id", nullable=True), indexes=("thread_id",)
+    "messages", _id("thread_id"), _id("run_id", nullable=True), indexes=("thread_id", "run_id")
 )
 
 runs = _object_table(
@@ -112,6 +116,7 @@ vector_store_files = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("vector_store_id", "id", name="uq_vector_store_files_store_file"),
     sa.Index("ix_vector_store_files_status", "status"),
+    sa.Index("ix_vector_store_files_batch_id", "batch_id"),
 )
 
 vector_store_file_batches = _object_table(
@@ -196,10 +201,12 @@ TABLES = {
 }
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; for SQLite: WAL, a busy timeout and write-intent transactions."""
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An async engine; for SQLite: WAL, a busy timeout and write-intent transactions. On a
+    database server it keeps up to ``pool_size`` connections (the server's setting is
+    ``ServerConfig.database_pool_size``; one-off work such as a migration needs few)."""
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=True)
+        return _server_engine(url, pool_size)
 
     database = sa.engine.make_url(url).database
     if database and database != ":memory:":
@@ -225,5 +232,43 @@ def create_engine(url: str) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _server_engine(url: str, pool_size: int) -> AsyncEngine:
+    """An engine for a database server (PostgreSQL): ``pool_size`` connections, no more, and
+    idle ones checked before use.
+
+    The pool has no overflow: connections opened beyond it would be closed again as soon as
+    they were given back, and under a steady load past the pool that churn (a new server
+    process each time, its statements prepared again) cost more than the work itself. A
+    request that finds every connection busy waits for one instead.
+
+    A connection can die while it waits in the pool (the server restarted, a proxy or
+    ``idle_session_timeout`` closed it); using it would fail a request. SQLAlchemy's
+    ``pool_pre_ping`` checks every connection at every checkout, which costs asyncpg three round
+    trips (BEGIN, a ping, ROLLBACK) each time: most of a short run's database work under load.
+    A connection given back moments ago is alive, so only one idle for longer than
+    :data:`PING_AFTER_IDLE_SECONDS` is checked; a dead one is replaced by a new connection
+    (SQLAlchemy's pessimistic disconnect handling). One that dies in use still fails that
+    statement, and SQLAlchemy then replaces every pooled connection older than the failure.
+    """
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+
+    @sa.event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and opens a new one in its place.
+            raise sa.exc.DisconnectionError(f"a pooled connection was dead: {exc}") from exc
 
     return engine
