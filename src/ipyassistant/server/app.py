@@ -44,7 +44,7 @@ class Server:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.store = Store.from_url(config.resolved_database_url)
+        self.store = Store.from_url(config.resolved_database_url, config.database_pool_size)
         self.keys = KeyBook(self.store)
         self.files = FileStore(config.files_dir)
         self.engine = RunEngine(self.store, self.files, config)

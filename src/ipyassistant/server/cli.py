@@ -44,6 +44,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="SQLAlchemy async URL, e.g. postgresql+asyncpg://… (IPYASSISTANT_DATABASE_URL; default SQLite in the data directory)",
     )
     parser.add_argument(
+        "--database-pool-size",
+        type=int,
+        default=None,
+        help="connections each process keeps to PostgreSQL, at most "
+        "(IPYASSISTANT_DATABASE_POOL_SIZE; default 20)",
+    )
+    parser.add_argument(
         "--no-migrate",
         dest="migrate",
         action="store_false",
@@ -128,12 +135,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.database_pool_size is not None and args.database_pool_size < 1:
+        print("error: --database-pool-size must be at least 1", file=sys.stderr)
+        return 2
     sandbox = _code_sandbox(args.code_sandbox)
     if sandbox is None:
         return 2
     config = ServerConfig.from_env(
         data_dir=args.data_dir,
         database_url=args.database_url,
+        database_pool_size=args.database_pool_size,
         api_key=args.api_key,
         code_sandbox=sandbox,
         migrate=args.migrate,
@@ -155,6 +166,7 @@ def serve(args: argparse.Namespace) -> int:
         config = ServerConfig.from_env(
             data_dir=args.data_dir,
             database_url=args.database_url,
+            database_pool_size=args.database_pool_size,
             api_key=secrets.token_urlsafe(24),
             code_sandbox=sandbox,
             migrate=args.migrate,

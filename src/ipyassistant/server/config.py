@@ -60,6 +60,9 @@ class ServerConfig:
 
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None
+    #: Connections each server process keeps to a database server (PostgreSQL), at most; a
+    #: request finding them all busy waits for one. Not used for SQLite.
+    database_pool_size: int = 20
     api_key: str | None = None
     #: A JSON request body above this many MB is refused (413) before it is read.
     max_request_mb: int = 32
@@ -113,6 +116,7 @@ class ServerConfig:
         config = cls(
             data_dir=default_data_dir(),
             database_url=os.environ.get("IPYASSISTANT_DATABASE_URL") or None,
+            database_pool_size=_env_number("IPYASSISTANT_DATABASE_POOL_SIZE", cls.database_pool_size),
             api_key=os.environ.get("IPYASSISTANT_API_KEY") or None,
             max_request_mb=_env_number("IPYASSISTANT_MAX_REQUEST_MB", 32),
             max_upload_mb=_env_number("IPYASSISTANT_MAX_UPLOAD_MB", 512),

@@ -14,6 +14,7 @@ thread's owner whoever started the run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -131,6 +132,8 @@ class Tx:
     def __init__(self, conn: AsyncConnection, caller: Caller = SERVER):
         self.conn = conn
         self.caller = caller
+        #: Whether this transaction gave files to the indexer: wake it once committed.
+        self.queued_indexing = False
 
     def as_server(self) -> Tx:
         """This transaction seen by the server: for the upkeep a caller's change entails in
@@ -154,11 +157,7 @@ class Tx:
     ) -> dict[str, Any]:
         """Insert ``obj``, owned by the caller, or by the owner of its parent (if it has one,
         or ``parent`` names one)."""
-        owner: Any = self.caller.owner
-        parent = _parent(kind, obj, parent)
-        if parent is not None:
-            table = db.TABLES[parent[0]]
-            owner = sa.select(table.c.owner).where(table.c.id == parent[1]).scalar_subquery()
+        owner = self._owner(_parent(kind, obj, parent))
         values = {**_columns(kind, obj), "owner": owner, **extra}
         await self.conn.execute(sa.insert(db.TABLES[kind]).values(**values))
         return obj
@@ -166,18 +165,19 @@ class Tx:
     async def insert_many(
         self, kind: str, objs: Sequence[dict[str, Any]], *, parent: Parent | None = None
     ) -> None:
-        """Insert several objects, owned as :meth:`insert` says."""
-        if not objs:
-            return
-        parents = [_parent(kind, obj, parent) for obj in objs]
-        owners: dict[Parent | None, str | None] = {None: self.caller.owner}
-        for key in {p for p in parents if p is not None}:
-            table = db.TABLES[key[0]]
-            owners[key] = await self.conn.scalar(
-                sa.select(table.c.owner).where(table.c.id == key[1])
-            )
-        rows = [{**_columns(kind, o), "owner": owners[p]} for o, p in zip(objs, parents, strict=True)]
-        await self.conn.execute(sa.insert(db.TABLES[kind]), rows)
+        """Insert several objects, owned as :meth:`insert` says: one statement for each run of
+        objects with the same parent, in their order."""
+        table = db.TABLES[kind]
+        for key, group in itertools.groupby(objs, lambda obj: _parent(kind, obj, parent)):
+            rows = [_columns(kind, obj) for obj in group]
+            await self.conn.execute(sa.insert(table).values(owner=self._owner(key)), rows)
+
+    def _owner(self, parent: Parent | None) -> Any:
+        """The owner of a new object: its parent's (read by the insert itself), or the caller."""
+        if parent is None:
+            return self.caller.owner
+        table = db.TABLES[parent[0]]
+        return sa.select(table.c.owner).where(table.c.id == parent[1]).scalar_subquery()
 
     async def get(self, kind: str, object_id: str, *, param: str | None = None) -> dict[str, Any]:
         """The object, or :class:`NotFound` naming what was asked for."""
@@ -387,8 +387,9 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(db.create_engine(url))
+    def from_url(cls, url: str, pool_size: int = 5) -> Store:
+        """The database at ``url``; on a database server, with up to ``pool_size`` connections."""
+        return cls(db.create_engine(url, pool_size=pool_size))
 
     async def migrate(self) -> None:
         """Bring the database's schema to the newest revision (see :mod:`.schema`)."""
