@@ -385,3 +385,27 @@ def test_a_run_searches_the_index_for_real(make_server):
         [step, _] = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
         results = step.step_details.tool_calls[0].file_search.results
         assert results[0].file_name == "grass.txt" and 0 <= results[-1].score <= results[0].score <= 1
+
+
+def test_the_indexer_is_woken_by_requests_that_give_it_files_not_by_every_run(client, monkeypatch):
+    """A run or thread without file-search attachments leaves it asleep: each wake-up costs a
+    database round of its own, which most runs of a busy server would otherwise pay."""
+    from ipyassistant.server.retrieval.indexer import Indexer
+
+    wakes: list[None] = []
+    original = Indexer.wake
+    monkeypatch.setattr(Indexer, "wake", lambda self: (wakes.append(None), original(self))[1])
+    assistant = client.beta.assistants.create(model="test")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    client.beta.threads.messages.create(thread.id, role="user", content="and more")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20)
+    client.beta.threads.create_and_run(assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]})
+    assert run.status == "completed" and wakes == []
+
+    doc = upload(client, "notes.md", SKY)
+    attached = [{"role": "user", "content": "x", "attachments": [{"file_id": doc, "tools": [{"type": "file_search"}]}]}]
+    client.beta.threads.create(messages=attached)
+    client.beta.threads.messages.create(thread.id, **attached[0])
+    client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, additional_messages=attached)
+    client.beta.threads.create_and_run(assistant_id=assistant.id, thread={"messages": attached})
+    assert len(wakes) == 4

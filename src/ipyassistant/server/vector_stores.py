@@ -153,6 +153,7 @@ async def add_file(
                 vector_store_id=vector_store_id, id=file_id, created_at=obj["created_at"], **values
             )
         )
+    tx.queued_indexing = True
     return obj
 
 
@@ -195,6 +196,7 @@ async def delete_store(tx: Tx, vector_store_id: str) -> None:
 
 async def reindex(tx: Tx, vector_store_id: str) -> None:
     """A new embedder: every file of the store is indexed again (old vectors are unusable)."""
+    tx.queued_indexing = True
     await index.delete_store_chunks(tx.conn, vector_store_id)
     rows = await tx.conn.execute(
         sa.select(_files.c.data).where(

@@ -217,13 +217,15 @@ class RunEngine:
     async def _advance(self, seg: Segment) -> None:
         run = seg.run
         self._runs.check(run["id"])
+        # A run that has not started yet has no steps to read.
+        started = run["started_at"] is not None
         changes = {"status": "in_progress", "started_at": run["started_at"] or now()}
         # Start the run and read what its first prompt needs in one transaction.
         async with self.store.tx() as tx:
             if not await tx.update_run({**run, **changes}, run["status"]):
                 raise Stopped
             run.update(changes)
-            context: Context | None = await self._load_context(tx, run, seg)
+            context: Context | None = await self._load_context(tx, run, seg, steps=started)
         seg.sink.emit("thread.run.in_progress", run)
         provider = resolve_model(run["model"])
         first_call = not run.get("usage")
@@ -265,7 +267,11 @@ class RunEngine:
                 return
             await records.complete_step(self.store, seg, step)
 
-    async def _load_context(self, tx: Tx, run: dict[str, Any], seg: Segment) -> Context:
+    async def _load_context(
+        self, tx: Tx, run: dict[str, Any], seg: Segment, *, steps: bool = True
+    ) -> Context:
+        """What the next prompt needs: the thread's messages, the run's steps (unless told it
+        has none yet) and the notes on its tools."""
         notes = []
         if self._code_interpreter(run):
             assert self.code_runner is not None
@@ -274,7 +280,7 @@ class RunEngine:
             notes.append(CITING_NOTE)
         return Context(
             await tx.thread_messages(run["thread_id"]),
-            await tx.run_steps(run["id"]),
+            await tx.run_steps(run["id"]) if steps else [],
             "\n\n".join(n for n in notes if n),
             seg.search_notes,
         )

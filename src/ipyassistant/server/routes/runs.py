@@ -150,7 +150,6 @@ def router(server: Server) -> APIRouter:
         """Launch ``run``; a stream starts with the new ``thread`` (create-and-run), then the run."""
         prelude = [("thread.created", thread)] if thread is not None else []
         prelude += [("thread.run.created", run), ("thread.run.queued", run)]
-        server.indexer.wake()  # for the files its messages attached for file search
         if not stream:
             engine.launch(run, NO_EVENTS, [])
             return run
@@ -165,6 +164,8 @@ def router(server: Server) -> APIRouter:
         async with store.tx(caller) as tx:
             await tx.get("thread", thread_id)
             run = await insert_run(tx, thread_id, body)
+        if tx.queued_indexing:  # its messages attached files for file search
+            server.indexer.wake()
         return start(run, body.stream, include_content=include)
 
     @routes.post("/threads/runs")
@@ -175,6 +176,8 @@ def router(server: Server) -> APIRouter:
                 thread_body = thread_body.model_copy(update={"tool_resources": body.tool_resources})
             thread = await insert_thread(tx, thread_body, "thread.")
             run = await insert_run(tx, thread["id"], body)
+        if tx.queued_indexing:  # its messages or tool resources gave the thread files
+            server.indexer.wake()
         return start(run, body.stream, thread)
 
     @routes.get("/threads/{thread_id}/runs")

@@ -60,7 +60,8 @@ def router(server: Server) -> APIRouter:
     async def create_thread(body: CreateThread, caller: CallerDep) -> dict[str, Any]:
         async with store.tx(caller) as tx:
             thread = await insert_thread(tx, body)
-        server.indexer.wake()  # for the files its messages or tool resources gave it
+        if tx.queued_indexing:  # its messages or tool resources gave it files
+            server.indexer.wake()
         return thread
 
     @routes.get("/threads/{thread_id}")
@@ -94,9 +95,9 @@ def router(server: Server) -> APIRouter:
         async with store.tx(caller) as tx:
             await tx.ensure_thread_idle(thread_id, "add messages to")
             await check_files(tx, body, "")
-            attached = await vector_stores.attach_message_files(tx, thread_id, body)
+            await vector_stores.attach_message_files(tx, thread_id, body)
             message = await tx.insert("message", message_row(thread_id, body))
-        if attached:
+        if tx.queued_indexing:
             server.indexer.wake()
         return message
 
