@@ -328,9 +328,23 @@ class Tx:
     async def open_steps(self, run_id: str) -> list[dict[str, Any]]:
         return [s for s in await self.run_steps(run_id) if s["status"] == "in_progress"]
 
-    async def open_messages(self, run_id: str) -> list[dict[str, Any]]:
-        messages = await self._objects(db.messages, db.messages.c.run_id == run_id)
-        return [m for m in messages if m["status"] == "in_progress"]
+    async def open_records(self, run_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A run's steps and its messages still ``in_progress`` (read in one query), each in
+        the order they were created."""
+        steps, messages = db.run_steps, db.messages
+        query = sa.union_all(
+            sa.select(sa.literal(0).label("kind"), steps.c.seq, steps.c.data).where(
+                steps.c.run_id == run_id
+            ),
+            sa.select(sa.literal(1), messages.c.seq, messages.c.data).where(
+                messages.c.run_id == run_id
+            ),
+        ).order_by("kind", "seq")
+        found: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        for kind, _seq, data in await self.conn.execute(query):
+            if data["status"] == "in_progress":
+                found[kind].append(dict(data))
+        return found
 
     async def thread_messages(self, thread_id: str) -> list[dict[str, Any]]:
         return await self._objects(db.messages, db.messages.c.thread_id == thread_id)

@@ -225,7 +225,8 @@ async def finish(
     expected = run["status"]
     t = now()
     step_status = "completed" if status in ("completed", "incomplete") else status
-    for step in await tx.open_steps(run["id"]):
+    open_steps, open_messages = await tx.open_records(run["id"])
+    for step in open_steps:
         step["status"] = step_status
         step[f"{step_status}_at" if step_status != "expired" else "expired_at"] = t
         if error:
@@ -234,7 +235,7 @@ async def finish(
             step["usage"] = usage()
         await tx.update("run_step", step)
         sink.emit(f"thread.run.step.{_STEP_EVENT[step_status]}", step)
-    for message in await tx.open_messages(run["id"]):
+    for message in open_messages:
         message.update(
             status="incomplete",
             incomplete_at=t,
