@@ -95,6 +95,21 @@ def test_a_one_token_loop_is_cut_too():
     assert guard.tokens[: guard.cut] == [*PRELUDE, 9]
 
 
+def test_a_long_block_written_again_is_cut_before_its_second_copy_is_whole():
+    """As SmolLM2 wrote a 60-token function twice and stopped partway through the second."""
+    block = list(range(500, 560))
+    guard = LoopGuard()
+    stopped = feed(guard, PRELUDE + block + block[:40])
+    assert stopped == len(PRELUDE) + len(block) + 32 - 1
+    assert guard.tokens[: guard.cut] == PRELUDE + block
+
+
+def test_a_phrase_recurring_further_apart_is_not_a_loop():
+    phrase = list(range(500, 540))
+    between = list(range(700, 800))
+    assert feed(LoopGuard(), PRELUDE + phrase + between + phrase) is None
+
+
 def test_a_cycle_longer_than_the_longest_watched_is_not_a_loop():
     guard = LoopGuard(max_period=8, min_span=8)
     long_cycle = list(range(100, 120))
