@@ -1,5 +1,6 @@
-"""The server's connections to PostgreSQL: a bounded pool that keeps its connections, and checks
-the ones that waited idle before using them again (the server may have restarted meanwhile)."""
+"""The server's connections: to PostgreSQL, a bounded pool that keeps its connections and checks
+the ones that waited idle before using them again (the server may have restarted meanwhile); to
+SQLite, one writer at a time, taking turns in the order they asked."""
 
 from __future__ import annotations
 
@@ -83,3 +84,29 @@ def test_the_pool_size_is_a_setting(monkeypatch, tmp_path, capsys):
 
     assert main(["serve", "--database-pool-size", "0", "--data-dir", str(tmp_path)]) == 2
     assert "--database-pool-size must be at least 1" in capsys.readouterr().err
+
+
+async def test_sqlite_writers_of_a_process_take_turns_in_the_order_they_asked(tmp_path):
+    """Not in whatever order SQLite's busy handler lets them retry (it sleeps up to 100 ms
+    between tries, leaving the CPU idle while writes wait)."""
+    from ipyassistant.server.store import Store
+
+    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
+    await store.migrate()
+    committed: list[int] = []
+
+    async def write(i: int) -> None:
+        async with store.tx() as tx:
+            await tx.conn.execute(sa.insert(db.workers).values(id=f"w{i}", started_at=i, heartbeat_at=i))
+            await asyncio.sleep(0.002)  # the write lock is held across awaits, as in the engine
+            committed.append(i)
+
+    try:
+        tasks = []
+        for i in range(24):
+            tasks.append(asyncio.create_task(write(i)))
+            await asyncio.sleep(0)  # each asks after the one before
+        await asyncio.gather(*tasks)
+    finally:
+        await store.close()
+    assert committed == list(range(24))
