@@ -15,6 +15,12 @@ Unix socket, started and removed here.
     python bench/team_server.py [--streaming-runs 320] [--short-runs 500] [--only pg1,pg2,sqlite]
 
 Target: 2 processes >= 1.5x the runs/s of 1 on PostgreSQL, no errors.
+
+Beside each figure, the CPU a run cost each party, and how often per run the server processes
+were preempted. On two cores, one process leaves the other core to PostgreSQL and the client;
+two processes share both with them, and every database round trip then wakes a PostgreSQL
+backend onto a core a server process was using. What that costs both sides, per round trip,
+is what keeps the ratio of this machine below 2.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class Result:
     seconds: float = 0.0
     #: CPU seconds used during the workload by the client, the server(s) and PostgreSQL.
     cpu: dict[str, float] = field(default_factory=dict)
+    #: How often the server processes were preempted (involuntary context switches).
+    preempted: int = 0
 
     @property
     def rate(self) -> float:
@@ -145,6 +153,18 @@ async def one_run(connection: Connection, assistant_id: str, text: str, result: 
     result.latencies.append(time.perf_counter() - start)
 
 
+def preemptions(pid: int) -> int:
+    """Involuntary context switches so far of the live processes of ``pid``'s tree."""
+    total = 0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.num_ctx_switches().involuntary
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def cpu_seconds(roots: dict[str, int | None]) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each process tree of ``roots``.
 
@@ -188,11 +208,13 @@ async def workload(port: int, clients: int, runs: int, text: str, roots: dict[st
             for _ in queue:
                 await one_run(connection, assistant_id, text, result)
 
-        cpu_before = cpu_seconds(roots)
+        server_pid = roots["server"]
+        assert server_pid is not None
+        cpu_before, preempted_before = cpu_seconds(roots), preemptions(server_pid)
         start = time.perf_counter()
         await asyncio.gather(*(client(c) for c in connections))
         result.seconds = time.perf_counter() - start
-        cpu_after = cpu_seconds(roots)
+        cpu_after, result.preempted = cpu_seconds(roots), preemptions(server_pid) - preempted_before
     finally:
         for connection in connections:
             connection.close()
@@ -238,13 +260,14 @@ def report(best: dict[tuple[str, str], Result], errors: dict[tuple[str, str], li
     print()
     print(
         f"{'configuration':<24} {'workload':<9} {'runs/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-        "   CPU ms/run: server postgres client"
+        "   CPU ms/run: server postgres client   server preempted/run"
     )
     for (name, workload_name), r in best.items():
         cpu = "".join(f"{1000 * r.cpu[role] / max(r.runs, 1):>8.1f}" for role in ("server", "postgres", "client"))
         print(
             f"{labels[name]:<24} {workload_name:<9} {r.rate:>7.1f} {r.percentile(0.5):>7.0f} "
             f"{r.percentile(0.99):>7.0f} {len(errors[name, workload_name]):>6}              {cpu}"
+            f"{r.preempted / max(r.runs, 1):>23.1f}"
         )
     for workload_name in WORKLOADS:
         if ("pg1", workload_name) in best and ("pg2", workload_name) in best:
