@@ -82,8 +82,11 @@ def test_the_pool_size_is_a_setting(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("IPYASSISTANT_DATABASE_POOL_SIZE")
     assert ServerConfig.from_env().database_pool_size == 20
 
-    assert main(["serve", "--database-pool-size", "0", "--data-dir", str(tmp_path)]) == 2
-    assert "--database-pool-size must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "--database-pool-size", "1", "--data-dir", str(tmp_path)]) == 2
+    assert "must be at least 2: one connection listens for cancels" in capsys.readouterr().err
+    monkeypatch.setenv("IPYASSISTANT_DATABASE_POOL_SIZE", "0")
+    assert main(["serve", "--data-dir", str(tmp_path)]) == 2
+    assert "(IPYASSISTANT_DATABASE_POOL_SIZE) must be at least 2" in capsys.readouterr().err
 
 
 async def test_sqlite_writers_of_a_process_take_turns_in_the_order_they_asked(tmp_path):

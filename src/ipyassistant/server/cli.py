@@ -135,9 +135,6 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.database_pool_size is not None and args.database_pool_size < 1:
-        print("error: --database-pool-size must be at least 1", file=sys.stderr)
-        return 2
     sandbox = _code_sandbox(args.code_sandbox)
     if sandbox is None:
         return 2
@@ -149,6 +146,13 @@ def serve(args: argparse.Namespace) -> int:
         code_sandbox=sandbox,
         migrate=args.migrate,
     )
+    if config.database_pool_size < 2:
+        print(
+            "error: --database-pool-size (IPYASSISTANT_DATABASE_POOL_SIZE) must be at least 2: "
+            "one connection listens for cancels, the others do the work",
+            file=sys.stderr,
+        )
+        return 2
     if not config.migrate and (problem := schema_problem(config.resolved_database_url)):
         print(f"error: {problem}", file=sys.stderr)
         return 2

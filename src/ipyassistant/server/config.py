@@ -60,8 +60,8 @@ class ServerConfig:
 
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None
-    #: Connections each server process keeps to a database server (PostgreSQL), at most; a
-    #: request finding them all busy waits for one. Not used for SQLite.
+    #: Connections each server process keeps to a database server (PostgreSQL), at most (one
+    #: listens for cancels); a request finding them all busy waits for one. Not used for SQLite.
     database_pool_size: int = 20
     api_key: str | None = None
     #: A JSON request body above this many MB is refused (413) before it is read.
