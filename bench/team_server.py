@@ -17,12 +17,13 @@ Unix socket, started and removed here.
 Target: 2 processes >= 1.5x the runs/s of 1 on PostgreSQL, no errors.
 
 Beside each figure, the CPU a run cost each party, and how often per run the server processes
-were preempted. On two cores, one process leaves the other core to PostgreSQL and the client;
-two processes share both with them, and every database round trip then wakes a PostgreSQL
-backend onto a core a server process was using. What that costs both sides, per round trip,
-is what keeps the ratio of this machine below 2. Last, the ceiling measured in the same run:
-how much more CPU-bound Python two processes do than one on this machine, with no database
-and no client beside them.
+were preempted. On two cores, one process is the bottleneck of its configuration and leaves the
+other core to PostgreSQL and the client; two processes share both cores with them. With ``s``,
+``p`` and ``c`` the CPU a run costs the server, PostgreSQL and the client, the ratio is then
+at most ``2s / (s + p + c)``, lower still by what the processes lose to each other (the
+preemptions: every database round trip wakes a PostgreSQL backend onto a core a server process
+was using). Last, the ceiling measured in the same run: how much more CPU-bound Python two
+processes do than one on this machine, with no database and no client beside them.
 """
 
 from __future__ import annotations
