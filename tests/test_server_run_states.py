@@ -13,6 +13,7 @@ import pytest
 
 from _spec import parse_sse
 from _wait import wait_until
+from ipyassistant.server.store import Tx
 
 pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
@@ -77,6 +78,41 @@ def test_cancel_ends_the_stream_with_run_cancelled(client, assistant):
                     target=client.beta.threads.runs.cancel, args=(event.data.id,), kwargs={"thread_id": thread.id}
                 ).start()
     assert events[-1] == "thread.run.cancelled"
+
+
+def test_a_cancel_that_comes_while_a_run_ends_waits_and_finds_it_ended(client, assistant, monkeypatch):
+    """The transaction that ends a run holds the run's row: a cancel sent at that moment (from
+    any process) cannot slip in between its read and its update, which left the run
+    ``cancelling`` with no task to end it and its stream without a final event."""
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    outcome: dict[str, Any] = {}
+    cancelling: list[threading.Thread] = []
+
+    def cancel(run_id: str) -> None:
+        try:
+            outcome["run"] = client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
+        except openai.BadRequestError as exc:
+            outcome["error"] = exc
+
+    original = Tx.open_records
+
+    async def with_a_cancel_meanwhile(self: Tx, run_id: str) -> Any:
+        # Called by the transaction that ends the run, after it read the run.
+        if not cancelling:
+            cancelling.append(threading.Thread(target=cancel, args=(run_id,)))
+            cancelling[0].start()
+            await asyncio.sleep(0.5)  # long enough for a cancel that does not wait to be done
+        return await original(self, run_id)
+
+    monkeypatch.setattr(Tx, "open_records", with_a_cancel_meanwhile)
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        events = [event.event for event in stream]
+    cancelling[0].join(timeout=20)
+    assert events[-1] == "thread.run.completed", events[-3:]
+    run = client.beta.threads.runs.list(thread.id).data[0]
+    assert run.status == "completed"
+    assert "run" not in outcome and "Cannot cancel" in str(outcome["error"])
+    assert_thread_usable(client, thread.id, assistant.id)
 
 
 def test_cancel_while_requires_action_cancels_the_tool_step(client):

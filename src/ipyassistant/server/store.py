@@ -181,14 +181,17 @@ class Tx:
         table = db.TABLES[parent[0]]
         return sa.select(table.c.owner).where(table.c.id == parent[1]).scalar_subquery()
 
-    async def get(self, kind: str, object_id: str, *, param: str | None = None) -> dict[str, Any]:
-        """The object, or :class:`NotFound` naming what was asked for."""
+    async def get(
+        self, kind: str, object_id: str, *, param: str | None = None, lock: bool = False
+    ) -> dict[str, Any]:
+        """The object, or :class:`NotFound` naming what was asked for.
+
+        ``lock``: other transactions that change it wait until this one ends (``FOR UPDATE``
+        on PostgreSQL; SQLite's write transactions already take turns).
+        """
         table = db.TABLES[kind]
-        row = (
-            await self.conn.execute(
-                sa.select(table.c.data).where(table.c.id == object_id, *self.visible(table))
-            )
-        ).first()
+        query = sa.select(table.c.data).where(table.c.id == object_id, *self.visible(table))
+        row = (await self.conn.execute(query.with_for_update() if lock else query)).first()
         if row is None:
             raise NotFound.of(_NAMES.get(kind, kind), object_id, param)
         return dict(row[0])

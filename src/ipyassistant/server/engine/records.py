@@ -225,6 +225,25 @@ async def finish(
     expected = run["status"]
     t = now()
     step_status = "completed" if status in ("completed", "incomplete") else status
+    # The run first: when its status changed underneath, nothing else is written or emitted.
+    ended = {**run, "status": status, "required_action": None}
+    if status == "completed":
+        ended.update(completed_at=t, expires_at=None)
+    elif status == "cancelled":
+        ended.update(cancelled_at=t, expires_at=None)
+    elif status == "failed":
+        ended.update(
+            failed_at=t,
+            expires_at=None,
+            last_error={"code": error[0], "message": error[1]} if error else None,
+        )
+    elif status == "incomplete":
+        ended.update(incomplete_details={"reason": reason}, expires_at=None)
+    if ended["usage"] is None:
+        ended["usage"] = usage()
+    if not await tx.update_run(ended, expected):
+        return False
+    run.update(ended)
     open_steps, open_messages = await tx.open_records(run["id"])
     for step in open_steps:
         step["status"] = step_status
@@ -243,23 +262,6 @@ async def finish(
         )
         await tx.update("message", message)
         sink.emit("thread.message.incomplete", message)
-    run.update(status=status, required_action=None)
-    if status == "completed":
-        run.update(completed_at=t, expires_at=None)
-    elif status == "cancelled":
-        run.update(cancelled_at=t, expires_at=None)
-    elif status == "failed":
-        run.update(
-            failed_at=t,
-            expires_at=None,
-            last_error={"code": error[0], "message": error[1]} if error else None,
-        )
-    elif status == "incomplete":
-        run.update(incomplete_details={"reason": reason}, expires_at=None)
-    if run["usage"] is None:
-        run["usage"] = usage()
-    if not await tx.update_run(run, expected):
-        return False
     await tx.unlock_thread(run["thread_id"], run["id"])
     sink.emit(f"thread.run.{status}", run)
     return True
@@ -282,7 +284,9 @@ async def end(
     ``run_usage`` is the run's usage, if it changed.
     """
     async with store.tx() as tx:
-        run = await tx.get("run", seg.run["id"])
+        # Locked until this transaction ends: a cancel that comes meanwhile waits, then finds
+        # the run ended, instead of changing it between this read and the update in finish.
+        run = await tx.get("run", seg.run["id"], lock=True)
         if run["status"] not in ACTIVE_RUN_STATUSES:
             return
         if run_usage is not None:
