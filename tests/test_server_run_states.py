@@ -13,7 +13,7 @@ import pytest
 
 from _spec import parse_sse
 from _wait import wait_until
-from ipyassistant.server.store import Tx
+from ipyassistant.server.engine import records
 
 pytestmark = pytest.mark.both_databases  # SQLite and PostgreSQL (conftest.py)
 
@@ -94,17 +94,19 @@ def test_a_cancel_that_comes_while_a_run_ends_waits_and_finds_it_ended(client, a
         except openai.BadRequestError as exc:
             outcome["error"] = exc
 
-    original = Tx.open_records
+    original = records.close_message
 
-    async def with_a_cancel_meanwhile(self: Tx, run_id: str) -> Any:
-        # Called by the transaction that ends the run, after it read the run.
+    async def with_a_cancel_meanwhile(*args: Any, **kwargs: Any) -> None:
+        # Called by the transaction that ends the run, between its read of the run and its
+        # update of it.
         if not cancelling:
+            run_id = args[1].run["id"]
             cancelling.append(threading.Thread(target=cancel, args=(run_id,)))
             cancelling[0].start()
             await asyncio.sleep(0.5)  # long enough for a cancel that does not wait to be done
-        return await original(self, run_id)
+        await original(*args, **kwargs)
 
-    monkeypatch.setattr(Tx, "open_records", with_a_cancel_meanwhile)
+    monkeypatch.setattr(records, "close_message", with_a_cancel_meanwhile)
     with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
         events = [event.event for event in stream]
     cancelling[0].join(timeout=20)
