@@ -8,6 +8,7 @@ PostgreSQL being a throw-away cluster started once for the session (``_postgres.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,6 +71,15 @@ def database_url(request: pytest.FixtureRequest, database_backend: str, tmp_path
     return _new_database(request, database_backend) or (
         f"sqlite+aiosqlite:///{tmp_path / 'database.sqlite3'}"
     )
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal or a kernel, even when the tests run
+    where SIGINT is ignored (a shell's background job inherits SIG_IGN, which Python keeps)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -34,15 +34,6 @@ def running(api: openai.OpenAI, thread: Thread) -> bool:
     return run is not None and run.status == "in_progress"
 
 
-@pytest.fixture
-def ctrl_c_raises():
-    """Ctrl-C raises KeyboardInterrupt, as in a terminal or a kernel, even when the tests run
-    where SIGINT is ignored (a shell's background job inherits SIG_IGN, which Python keeps)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def interrupt_when_running(api: openai.OpenAI, thread: Thread, interrupt: Callable[[], None]):
     """A watcher that interrupts the main thread once the thread's run is in progress."""
 

@@ -448,7 +448,12 @@ def newest_run(api: openai.OpenAI, thread_id: str) -> Any:
 
 @pytest.mark.slow
 def test_a_kernel_interrupt_cancels_the_run_and_the_view_says_so(
-    ipython: Any, api: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, comms: Any, shown_views: list[Any]
+    ipython: Any,
+    api: openai.OpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    comms: Any,
+    shown_views: list[Any],
+    ctrl_c_raises: None,
 ) -> None:
     # As in a notebook: the run streams into a RunView (displayed as text by this shell).
     views = shown_views
