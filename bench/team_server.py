@@ -296,26 +296,22 @@ def machine_scaling(seconds: float = 2.0, pairs: int = 3) -> float:
     return statistics.median(ratios)
 
 
-def round_ratios(rates: dict[tuple[str, str], list[float]], workload_name: str) -> list[float]:
+def round_ratios(rounds: dict[tuple[str, str], list[Result]], workload_name: str) -> list[float]:
     """Each round's 2-process runs/s over its 1-process runs/s, for ``workload_name``.
 
     The two are measured seconds apart in the same round, so a change in the machine's speed
     between rounds (other virtual machines on the same host) falls on both.
     """
-    # Both lists have a rate per round, or one is empty (a configuration left out by --only).
-    pairs = zip(rates.get(("pg2", workload_name), []), rates.get(("pg1", workload_name), []), strict=False)
-    return [two / max(one, 1e-9) for two, one in pairs]
+    # Both lists have a result per round, or one is empty (a configuration left out by --only).
+    pairs = zip(rounds.get(("pg2", workload_name), []), rounds.get(("pg1", workload_name), []), strict=False)
+    return [two.rate / max(one.rate, 1e-9) for two, one in pairs]
 
 
-def report(
-    best: dict[tuple[str, str], Result],
-    rates: dict[tuple[str, str], list[float]],
-    errors: dict[tuple[str, str], list[str]],
-    labels: dict[str, str],
-    scaling: float,
-) -> int:
+def report(rounds: dict[tuple[str, str], list[Result]], labels: dict[str, str], scaling: float) -> int:
     """Print the table (each figure the best round's) and the ratios; the number of errors
     over all rounds."""
+    best = {key: max(results, key=lambda r: r.rate) for key, results in rounds.items()}
+    errors = {key: [e for r in results for e in r.errors] for key, results in rounds.items()}
     print()
     print(
         f"{'configuration':<24} {'workload':<9} {'runs/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
@@ -329,14 +325,14 @@ def report(
             f"{r.preempted / max(r.runs, 1):>23.1f}"
         )
     for workload_name in WORKLOADS:
-        ratios = round_ratios(rates, workload_name)
+        ratios = round_ratios(rounds, workload_name)
         if ratios:
             ratio = statistics.median(ratios)
-            rounds = ", ".join(f"{r:.2f}" for r in ratios)
+            each = ", ".join(f"{r:.2f}" for r in ratios)
             verdict = "meets" if ratio >= 1.5 else "misses"
             print(
                 f"2 processes / 1 on PostgreSQL, {workload_name}: {ratio:.2f}x "
-                f"(median of the rounds: {rounds}): {verdict} the 1.5x target"
+                f"(median of the rounds: {each}): {verdict} the 1.5x target"
             )
     print(f"this machine, CPU-bound Python in 2 processes / 1 (no database, no client): {scaling:.2f}x")
     total = sum(len(e) for e in errors.values())
@@ -360,9 +356,7 @@ def main() -> int:
     args = parser.parse_args()
     wanted = args.only.split(",")
     scaling = machine_scaling()
-    best: dict[tuple[str, str], Result] = {}
-    rates: dict[tuple[str, str], list[float]] = {}
-    errors: dict[tuple[str, str], list[str]] = {}
+    rounds: dict[tuple[str, str], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="team-server-") as tmp:
         cluster = PostgresCluster() if any(w.startswith("pg") for w in wanted) else None
         configurations: dict[str, Configuration] = {}
@@ -375,10 +369,7 @@ def main() -> int:
                     for workload_name, (clients, runs_arg, text) in WORKLOADS.items():
                         runs = getattr(args, runs_arg)
                         result = asyncio.run(workload(configuration.server.port, clients, runs, text, configuration.roots))
-                        errors.setdefault((name, workload_name), []).extend(result.errors)
-                        rates.setdefault((name, workload_name), []).append(result.rate)
-                        if (name, workload_name) not in best or result.rate > best[name, workload_name].rate:
-                            best[name, workload_name] = result
+                        rounds.setdefault((name, workload_name), []).append(result)
                         print(
                             f"round {round_number + 1}: {name} {workload_name}: {result.rate:.1f} runs/s, "
                             f"{len(result.errors)} errors",
@@ -390,7 +381,7 @@ def main() -> int:
             if cluster is not None:
                 cluster.stop()
     labels = {name: c.label for name, c in configurations.items()}
-    return 1 if report(best, rates, errors, labels, scaling) else 0
+    return 1 if report(rounds, labels, scaling) else 0
 
 
 if __name__ == "__main__":
