@@ -145,7 +145,9 @@ def test_a_lone_clone_passes_the_spec_tests(tmp_path):
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, clone / name)
     assert not (clone.parent.parent / "shared").exists()
-    env = {**os.environ, "PYTHONPATH": str(clone / "src")}
+    # Without an xdist worker's PYTEST_* variables: the inner run is a session of its own.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(clone / "src")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spec_validation.py"],
         cwd=clone, env=env, capture_output=True, text=True, timeout=600,
