@@ -37,6 +37,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_backend", DATABASES, indirect=True, scope="session")
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Lines that tests left as ``("summary", line)`` user properties (``test_fuzz.py``'s counts),
+    from this process or from pytest-xdist's workers, whose own output is not shown."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == "summary" and getattr(report, "when", None) == "teardown"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "summary lines of the tests")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster for the session (skips when PostgreSQL is not installed)."""

@@ -67,34 +67,23 @@ def _config_for(server: RunningServer) -> schemathesis.Config:
     )
 
 
-#: (phase, operation, status) → responses, for the summary printed after the module.
-TALLY: Counter[tuple[str, str, int]] = Counter()
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Iterator[Counter[tuple[str, int]]]:
+    """(operation, status) → responses of this test, summed up in a line of the session's summary.
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    TALLY.clear()
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not TALLY:
-        return
-    with capture.global_and_fixture_disabled():
-        _report(reporter)
-
-
-def _report(reporter: Any) -> None:
-    reporter.write_line("")
-    for phase in ("fuzzing", "stateful"):
-        counts = {k: v for k, v in TALLY.items() if k[0] == phase}
-        statuses = Counter[int]()
-        for (_, _, status), n in counts.items():
+    The line travels as a user property of the test's report (so it also comes back from a
+    pytest-xdist worker) and ``conftest.py`` prints it at the end of the run.
+    """
+    counts: Counter[tuple[str, int]] = Counter()
+    yield counts
+    if counts:
+        statuses: Counter[int] = Counter()
+        for (_, status), n in counts.items():
             statuses[status] += n
-        operations = len({op for _, op, _ in counts})
+        operations = len({operation for operation, _ in counts})
         figures = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
-        reporter.write_line(
-            f"fuzz {phase}: {sum(counts.values())} requests over {operations} operations ({figures})"
-        )
+        line = f"{request.node.name}: {sum(counts.values())} requests over {operations} operations"
+        request.node.user_properties.append(("summary", f"{line} ({figures})"))
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +104,17 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-def test_every_operation(case: schemathesis.Case) -> None:
+def test_every_operation(case: schemathesis.Case, tally: Counter[tuple[str, int]]) -> None:
     response = case.call_and_validate()
-    TALLY["fuzzing", case.operation.label, response.status_code] += 1
+    tally[case.operation.label, response.status_code] += 1
 
 
-def test_stateful_sequences(api_schema: Any, fuzzed_server: RunningServer) -> None:
+def test_stateful_sequences(
+    api_schema: Any, fuzzed_server: RunningServer, tally: Counter[tuple[str, int]]
+) -> None:
     class Machine(api_schema.as_state_machine()):  # type: ignore[misc]
         def after_call(self, response: Any, case: schemathesis.Case) -> None:
-            TALLY["stateful", case.operation.label, response.status_code] += 1
+            tally[case.operation.label, response.status_code] += 1
 
     Machine.run(
         settings=hypothesis.settings(
