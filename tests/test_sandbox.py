@@ -41,9 +41,11 @@ def probe(client: Any, coder: Any, thread_id: str, code: str) -> dict[str, Any]:
     return json.loads(logs_of(call).strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-# Tries each action; what it gives back, or the error it raises.
+# Tries each action; what it gives back, or the error it raises. The server is asked over HTTP,
+# not merely connected to: the sandbox's own loopback has a listener of the kernel's (ipykernel's
+# IOPub pipe, on an ephemeral port), whose number the server's port can happen to equal.
 TRY = """
-import json, os, socket
+import http.client, json, os
 def attempt(action):
     try:
         return ["ok", action()]
@@ -52,9 +54,13 @@ def attempt(action):
 def write(path):
     with open(path, "w") as f:
         f.write("escaped")
-def connect(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=3):
-        return "connected"
+def ask_server(port):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    try:
+        connection.request("GET", "/v1/assistants")
+        return connection.getresponse().status
+    finally:
+        connection.close()
 """
 
 
@@ -98,7 +104,7 @@ def test_sandboxed_code_sees_only_its_own_directory(sandboxed, coder):
             f"  'database': attempt(lambda: open({str(database)!r}, 'rb').read(16).hex()),\n"
             f"  'data_dir': attempt(lambda: os.listdir({str(config.data_dir)!r})),\n"
             f"  'other': attempt(lambda: os.listdir({str(config.code_dir / other.id)!r})),\n"
-            f"  'server': attempt(lambda: connect({port})),\n"
+            f"  'server': attempt(lambda: ask_server({port})),\n"
             f"  'write_data': attempt(lambda: write({str(config.data_dir / 'escaped')!r})),\n"
             f"  'write_other': attempt(lambda: write({str(config.code_dir / other.id / 'x')!r})),\n"
             "  'write_usr': attempt(lambda: write('/usr/escaped')),\n"
@@ -174,8 +180,8 @@ def test_the_network_is_reachable_only_when_asked_for(make_server):
     with running.client() as client:
         coder = client.beta.assistants.create(model="test", tools=[{"type": "code_interpreter"}])
         thread = client.beta.threads.create()
-        seen = probe(client, coder, thread.id, TRY + f"print(json.dumps(attempt(lambda: connect({port}))))")
-    assert seen == ["ok", "connected"]
+        seen = probe(client, coder, thread.id, TRY + f"print(json.dumps(attempt(lambda: ask_server({port}))))")
+    assert seen == ["ok", 401]  # the server itself answered (no key was sent)
 
 
 @needs_bwrap
