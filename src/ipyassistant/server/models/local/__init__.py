@@ -7,10 +7,11 @@
 
 Install with ``pip install 'ipyassistant[local]'``. ``llama-cpp-python`` builds llama.cpp from
 source; on x86-64 build it for a generic CPU, since the default native build crashed (SIGSEGV)
-on the first token on some machines::
+on the first token on some machines, and without the image library (llava), which text models
+do not use::
 
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_OPENMP=OFF" \\
-        pip install 'ipyassistant[local]'
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_OPENMP=OFF \\
+        -DLLAVA_BUILD=OFF" pip install 'ipyassistant[local]'
 
 How it works:
 
